@@ -1,0 +1,35 @@
+"""Scores from T stochastic predictions per item (MC dropout or an ensemble), ``samples`` of shape (T, n, C).
+
+Higher = label first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plugins.acquisition.uncertainty import entropy
+
+
+def bald(samples: np.ndarray) -> np.ndarray:
+    """Mutual information between prediction and model: H(mean_t p_t) - mean_t H(p_t), clipped at 0."""
+    s = np.asarray(samples, dtype=np.float64)
+    t, n, c = s.shape
+    predictive = entropy(s.mean(axis=0))
+    expected = entropy(s.reshape(t * n, c)).reshape(t, n).mean(axis=0)
+    # Jensen makes the difference non-negative; rounding can push agreeing samples a hair below 0.
+    return np.maximum(predictive - expected, 0.0)
+
+
+def variation_ratios(samples: np.ndarray) -> np.ndarray:
+    """1 - (number of samples voting for the modal class) / T."""
+    s = np.asarray(samples)
+    t, n, c = s.shape
+    votes = s.argmax(axis=2)
+    counts = np.zeros((n, c), dtype=np.int64)
+    np.add.at(counts, (np.broadcast_to(np.arange(n), (t, n)), votes), 1)
+    return 1.0 - counts.max(axis=1) / t
+
+
+def mean_std(samples: np.ndarray) -> np.ndarray:
+    """Mean over classes of the standard deviation over samples of p[c]."""
+    return np.asarray(samples, dtype=np.float64).std(axis=0).mean(axis=1)

@@ -1,0 +1,56 @@
+"""Any scikit-learn classifier as a runner model."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+
+
+class SklearnClassifier:
+    """Wraps an unfitted scikit-learn estimator that has ``predict_proba``.
+
+    Images are flattened to one row per item. Probabilities always have ``n_classes`` columns, in class-index
+    order, even when the labelled set lacks some classes (their columns are 0).
+    """
+
+    def __init__(self, estimator, n_classes: int, random_state: int | None = None) -> None:
+        if not hasattr(estimator, "predict_proba"):
+            raise TypeError(f"{type(estimator).__name__} has no predict_proba; pick a probabilistic classifier")
+        self.estimator = estimator
+        self.n_classes = n_classes
+        self.random_state = random_state
+        self.fitted_ = None
+        self.constant_class_: int | None = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> SklearnClassifier:
+        y = np.asarray(y)
+        present = np.unique(y)
+        if len(present) == 1:
+            # scikit-learn refuses a single class; the only honest prediction is that class.
+            self.constant_class_ = int(present[0])
+            return self
+        estimator = clone(self.estimator)
+        if self.random_state is not None and "random_state" in estimator.get_params():
+            estimator.set_params(random_state=self.random_state)
+        self.fitted_ = estimator.fit(_rows(X), y)
+        self.constant_class_ = None
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        n = len(X)
+        probs = np.zeros((n, self.n_classes), dtype=np.float64)
+        if self.constant_class_ is not None:
+            probs[:, self.constant_class_] = 1.0
+            return probs
+        if self.fitted_ is None:
+            raise RuntimeError("predict_proba called before fit")
+        probs[:, self.fitted_.classes_.astype(np.int64)] = self.fitted_.predict_proba(_rows(X))
+        return probs
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """The raw features the estimator sees (flattened pixels)."""
+        return _rows(X)
+
+
+def _rows(X: np.ndarray) -> np.ndarray:
+    return np.asarray(X).reshape(len(X), -1)

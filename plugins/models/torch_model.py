@@ -1,0 +1,123 @@
+"""Any torch classification module as a runner model, with MC-dropout samples.
+
+The module is given as a factory (Hydra ``_partial_: true``) called as ``module(n_classes=C, input_shape=(ch, H, W))``.
+A module that has ``trunk`` and ``head`` sub-modules, the trunk free of dropout, gets fast MC dropout: the trunk
+runs once and only the head is sampled. Any other module is sampled by T full stochastic passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tqdm import tqdm
+
+
+class TorchClassifier:
+    def __init__(
+        self,
+        module: Callable[..., nn.Module],
+        n_classes: int,
+        random_state: int = 0,
+        epochs: int = 50,
+        min_steps: int = 0,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        predict_batch_size: int = 1024,
+    ) -> None:
+        self.module_factory = module
+        self.n_classes = n_classes
+        self.random_state = int(random_state)
+        self.epochs = epochs
+        self.min_steps = min_steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.predict_batch_size = predict_batch_size
+        self.module_: nn.Module | None = None
+
+    # --- training ---------------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray) -> TorchClassifier:
+        inputs = _as_tensor(X)
+        targets = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        generator = torch.Generator().manual_seed(self.random_state)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            module = self.module_factory(n_classes=self.n_classes, input_shape=tuple(inputs.shape[1:]))
+            optimizer = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            loss_fn = nn.CrossEntropyLoss()
+            steps_per_epoch = max(1, -(-len(inputs) // self.batch_size))
+            epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
+            module.train()
+            for _ in tqdm(range(epochs), desc="train", unit="epoch", leave=False, disable=None):
+                order = torch.randperm(len(inputs), generator=generator)
+                for start in range(0, len(inputs), self.batch_size):
+                    batch = order[start : start + self.batch_size]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(module(inputs[batch]), targets[batch])
+                    loss.backward()
+                    optimizer.step()
+        module.eval()
+        self.module_ = module
+        return self
+
+    # --- prediction -------------------------------------------------------------------------------
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        module = self._fitted()
+        module.eval()
+        with torch.no_grad():
+            out = [torch.softmax(module(chunk), dim=1) for chunk in self._chunks(X)]
+        return torch.cat(out).double().numpy()
+
+    def predict_proba_samples(self, X: np.ndarray, T: int) -> np.ndarray:
+        """(T, n, C) class probabilities under T independent dropout masks."""
+        module = self._fitted()
+        split = hasattr(module, "trunk") and hasattr(module, "head")
+        samples = []
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state + 1)
+            for chunk in self._chunks(X):
+                if split:
+                    module.eval()
+                    features = module.trunk(chunk)
+                    module.head.train()
+                    draws = [torch.softmax(module.head(features), dim=1) for _ in range(T)]
+                else:
+                    module.train()
+                    draws = [torch.softmax(module(chunk), dim=1) for _ in range(T)]
+                samples.append(torch.stack(draws))
+        module.eval()
+        return torch.cat(samples, dim=1).double().numpy()
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """Penultimate-layer activations when the module exposes ``embed``, else its logits."""
+        module = self._fitted()
+        module.eval()
+        forward = module.embed if hasattr(module, "embed") else module
+        with torch.no_grad():
+            return torch.cat([forward(chunk) for chunk in self._chunks(X)]).double().numpy()
+
+    def _fitted(self) -> nn.Module:
+        if self.module_ is None:
+            raise RuntimeError("the model must be fitted before it predicts")
+        return self.module_
+
+    def _chunks(self, X: np.ndarray):
+        for start in range(0, len(X), self.predict_batch_size):
+            yield _as_tensor(X[start : start + self.predict_batch_size])
+
+
+def _as_tensor(X: np.ndarray) -> torch.Tensor:
+    """(n, H, W) -> (n, 1, H, W); (n, H, W, C) -> (n, C, H, W); float32."""
+    array = np.asarray(X, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[:, None]
+    elif array.ndim == 4:
+        array = array.transpose(0, 3, 1, 2)
+    else:
+        raise ValueError(f"expected images of shape (n, H, W) or (n, H, W, C), got {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(array))

@@ -1,0 +1,67 @@
+"""Files of a run directory, all derived from the run store and all written atomically.
+
+Because every file is rebuilt from the store, a resumed run ends with exactly the files an uninterrupted one has.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from runner.files import atomic_write, atomic_write_text
+from runner.store import Store
+
+
+def selection_csv_path(run_dir: Path, round_: int) -> Path:
+    return run_dir / "selected" / f"round_{round_:03d}.csv"
+
+
+def write_selection_csv(store: Store, run_dir: Path, round_: int) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["item_id", "score", "rank"])
+    for item_id, score, rank in store.selection(round_):
+        writer.writerow([item_id, repr(float(score)), rank])
+    atomic_write_text(selection_csv_path(run_dir, round_), buffer.getvalue())
+
+
+def metrics_rows(store: Store) -> list[dict]:
+    """One dict per evaluated round: the evaluation figures plus the seconds of each finished stage."""
+    rows = []
+    for row in store.rounds():
+        seconds = store.stage_seconds(row["round"])
+        row = {**row, "seconds": {k: round(v, 4) for k, v in seconds.items()}}
+        rows.append(row)
+    return rows
+
+
+def write_metrics_jsonl(store: Store, run_dir: Path) -> list[dict]:
+    rows = metrics_rows(store)
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    return rows
+
+
+def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(r["n_labeled"], r["test_accuracy"]) for r in rows if r["test_accuracy"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    if points:
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", markersize=3)
+    ax.set_xlabel("labelled items")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    plt.close(fig)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")

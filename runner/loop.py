@@ -1,0 +1,441 @@
+"""Stage sequencing: ``import``, then ``train -> evaluate -> score -> select -> act`` per round.
+
+Every stage computes, then writes its results and its own "done" record in one store transaction. A re-run of
+the same run directory skips what is recorded done, so a killed run resumes where it stopped and ends with the
+same store, and therefore the same files, as an uninterrupted run. Every random choice comes from a generator
+seeded by ``(seed, round, stage)``, never from a shared stream, so skipping stages cannot shift later draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from runner import artifacts, contracts
+from runner.config import config_sha256, differing_keys, validate
+from runner.errors import ConfigError, PluginError
+from runner.files import atomic_write_text
+from runner.store import GLOBAL_ROUND, Store
+
+log = logging.getLogger("runner")
+
+STAGE_CODES = {"import": 0, "train": 1, "evaluate": 2, "score": 3, "select": 4, "act": 5}
+# What an acquisition function may ask for, by parameter name.
+ACQUISITION_INPUTS = ("probs", "samples", "n_items", "rng")
+MODEL_INPUTS = ("probs", "samples")
+
+
+def stage_rng(seed: int, round_: int, stage: str) -> np.random.Generator:
+    return np.random.default_rng([seed, round_ + 1, STAGE_CODES[stage]])
+
+
+def stage_seed(seed: int, round_: int, stage: str) -> int:
+    """An integer seed for libraries that take one (scikit-learn, torch)."""
+    return int(stage_rng(seed, round_, stage).integers(2**31 - 1))
+
+
+@dataclass
+class Acquisition:
+    """An acquisition function plus what it needs, read from its parameter names."""
+
+    name: str
+    target: str
+    function: Callable[..., np.ndarray]
+    inputs: tuple[str, ...]
+    mc_samples: int | None = None
+
+    @classmethod
+    def from_config(cls, section: dict) -> Acquisition:
+        target = section["function"]["_target_"]
+        function = _instantiate(section["function"], f"acquisition '{section['name']}'", _partial_=True)
+        params = inspect.signature(function).parameters
+        required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+        unknown = [n for n in required if n not in ACQUISITION_INPUTS]
+        if unknown:
+            raise ConfigError(
+                f"acquisition.function '{target}' needs '{unknown[0]}', which the runner cannot give "
+                f"(it gives: {', '.join(ACQUISITION_INPUTS)})"
+            )
+        inputs = tuple(n for n in params if n in ACQUISITION_INPUTS)
+        if "samples" in inputs and not section.get("mc_samples"):
+            raise ConfigError(f"acquisition '{section['name']}' scores MC samples; set acquisition.mc_samples")
+        return cls(section["name"], target, function, inputs, section.get("mc_samples"))
+
+    @property
+    def needs_model(self) -> bool:
+        return any(i in MODEL_INPUTS for i in self.inputs)
+
+
+@dataclass
+class Run:
+    config: dict
+    run_dir: Path
+    store: Store
+    data: Any
+    acquisition: Acquisition
+    models: dict[int, Any] = field(default_factory=dict)
+    rounds_this_call: int = 0
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    # --- the sequence -----------------------------------------------------------------------------
+    def execute(self) -> dict:
+        self.stage(GLOBAL_ROUND, "import", self.do_import)
+        total_rounds = int(self.config["loop"]["rounds"])
+        done_before = [r["round"] for r in self.store.rounds()]
+        if done_before and not self.store.is_done(GLOBAL_ROUND, "finish"):
+            log.info(f"resuming {self.run_dir} after round {max(done_before)}")
+        stopped = "rounds"
+        for round_ in range(total_rounds + 1):
+            started = time.perf_counter()
+            fresh = not self._round_closed(round_, total_rounds)
+            self.stage(round_, "train", lambda r=round_: self.do_train(r))
+            self.stage(round_, "evaluate", lambda r=round_: self.do_evaluate(r))
+            stopped = self._stop_reason(round_, total_rounds)
+            if stopped is None:
+                self.stage(round_, "score", lambda r=round_: self.do_score(r))
+                self.stage(round_, "select", lambda r=round_: self.do_select(r))
+                artifacts.write_selection_csv(self.store, self.run_dir, round_)
+                self.stage(round_, "act", lambda r=round_: self.do_act(r))
+            rows = artifacts.write_metrics_jsonl(self.store, self.run_dir)
+            if fresh:
+                self._report_round(rows[-1], total_rounds, time.perf_counter() - started)
+            if stopped is not None:
+                break
+        return self.finish(stopped)
+
+    def stage(self, round_: int, name: str, work: Callable[[], Callable[[Store], None]]) -> None:
+        """Run ``work`` unless recorded done; ``work`` computes and returns the writer for one transaction."""
+        if self.store.is_done(round_, name):
+            return
+        started = time.perf_counter()
+        write = work()
+        with self.store.transaction() as tx:
+            write(tx)
+            tx.mark_done(round_, name, time.perf_counter() - started)
+
+    # --- stages -----------------------------------------------------------------------------------
+    def do_import(self) -> Callable[[Store], None]:
+        data = self.data
+        n = len(data.item_ids)
+        rng = stage_rng(self.seed, GLOBAL_ROUND, "import")
+        split = split_items(data, self.config["project"].get("test_size"), rng)
+        pool = np.flatnonzero(split == "pool")
+        initial = class_balanced_sample(pool, data.labels[pool], self.config["loop"]["initial_labels"], rng)
+
+        def write(tx: Store) -> None:
+            truths = [None if y < 0 else int(y) for y in data.labels]
+            tx.add_items([str(i) for i in data.item_ids], list(split), truths)
+            tx.add_labels(initial, data.labels[initial], GLOBAL_ROUND)
+            tx.set_meta("data_fingerprint", data_fingerprint(data))
+            tx.set_meta("n_classes", str(data.n_classes))
+
+        log.info(f"imported {n} items: {len(pool)} pool, {n - len(pool)} test, {len(initial)} initial labels")
+        return write
+
+    def do_train(self, round_: int) -> Callable[[Store], None]:
+        indices, labels = self.store.labeled()
+        if len(indices) == 0:
+            return lambda tx: None
+        model = self.new_model(stage_seed(self.seed, round_, "train"))
+        try:
+            model.fit(self.data.images[indices], labels)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise PluginError(f"{self.config['model']['_target_']}: fit failed: {exc}") from None
+        self.models = {round_: model}
+        blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        return lambda tx: tx.put_blob(f"model/{round_:03d}", blob)
+
+    def do_evaluate(self, round_: int) -> Callable[[Store], None]:
+        indices, _ = self.store.labeled()
+        test = self.store.split_indices("test")
+        model = self.model(round_)
+        accuracy = None
+        if model is not None and len(test):
+            probs = self.predict_probs(model, test, desc="evaluate")
+            accuracy = float((probs.argmax(axis=1) == self.data.labels[test]).mean())
+        return lambda tx: tx.record_round(round_, len(indices), accuracy, {})
+
+    def do_score(self, round_: int) -> Callable[[Store], None]:
+        rng = stage_rng(self.seed, round_, "score")
+        candidates = self.candidates()
+        subset = self.config["selection"].get("pool_subset")
+        if subset and len(candidates) > subset:
+            candidates = np.sort(rng.choice(candidates, size=subset, replace=False))
+        model = self.model(round_)
+        if model is None and self.acquisition.needs_model:
+            raise ConfigError(
+                f"acquisition '{self.acquisition.name}' needs a trained model but round {round_} has no labels; "
+                "set loop.initial_labels above 0 or pick acquisition=random"
+            )
+        scores = np.empty(len(candidates), dtype=np.float64)
+        chunk = int(self.config["selection"].get("chunk_size") or 8192)
+        starts = range(0, len(candidates), chunk)
+        for start in tqdm(starts, desc="score", unit="chunk", leave=False, disable=None if len(starts) > 1 else True):
+            part = candidates[start : start + chunk]
+            inputs = self.acquisition_inputs(model, part, rng)
+            scores[start : start + len(part)] = contracts.check_scores(
+                self.acquisition.function(**inputs), len(part), f"acquisition '{self.acquisition.name}'"
+            )
+
+        def write(tx: Store) -> None:
+            tx.put_array(f"candidates/{round_:03d}", candidates)
+            tx.put_array(f"scores/{round_:03d}", scores)
+
+        return write
+
+    def do_select(self, round_: int) -> Callable[[Store], None]:
+        from plugins.selection import policies
+
+        candidates = self.store.get_array(f"candidates/{round_:03d}")
+        scores = self.store.get_array(f"scores/{round_:03d}")
+        policy = getattr(policies, self.config["selection"]["policy"])
+        chosen = policy(scores, int(self.config["selection"]["budget"]))
+        return lambda tx: tx.record_selection(round_, candidates[chosen], scores[chosen])
+
+    def do_act(self, round_: int) -> Callable[[Store], None]:
+        selected = self.store.selected_indices(round_)
+        action = _instantiate(self.config["act"]["function"], f"act '{self.config['act']['name']}'", _partial_=True)
+        try:
+            labels = np.asarray(action(truth=self.store.truths(selected)), dtype=np.int64)
+        except ValueError as exc:
+            raise PluginError(f"act '{self.config['act']['name']}': {exc}") from None
+        if labels.shape != selected.shape:
+            raise PluginError(f"act '{self.config['act']['name']}': returned {labels.shape} labels for {len(selected)} items")
+
+        def write(tx: Store) -> None:
+            tx.add_labels(selected, labels, round_)
+            for prefix in ("model/", "scores/", "candidates/"):
+                tx.delete_blobs(f"{prefix}{round_:03d}")
+
+        return write
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def new_model(self, random_state: int) -> Any:
+        return _instantiate(
+            self.config["model"], f"model '{self.config['model']['_target_']}'",
+            n_classes=self.data.n_classes, random_state=random_state,
+        )
+
+    def model(self, round_: int) -> Any | None:
+        if round_ not in self.models:
+            blob = self.store.get_blob(f"model/{round_:03d}")
+            self.models = {} if blob is None else {round_: pickle.loads(blob)}
+        return self.models.get(round_)
+
+    def candidates(self) -> np.ndarray:
+        labeled, _ = self.store.labeled()
+        return np.setdiff1d(self.store.split_indices("pool"), labeled, assume_unique=True)
+
+    def predict_probs(self, model: Any, indices: np.ndarray, desc: str) -> np.ndarray:
+        probs = model.predict_proba(self.data.images[indices])
+        return contracts.check_probs(probs, len(indices), self.data.n_classes, self.config["model"]["_target_"])
+
+    def acquisition_inputs(self, model: Any, part: np.ndarray, rng: np.random.Generator) -> dict:
+        plugin = self.config["model"]["_target_"]
+        inputs: dict[str, Any] = {}
+        for name in self.acquisition.inputs:
+            if name == "probs":
+                inputs[name] = self.predict_probs(model, part, desc="score")
+            elif name == "samples":
+                if not hasattr(model, "predict_proba_samples"):
+                    raise ConfigError(
+                        f"acquisition '{self.acquisition.name}' needs MC samples but model '{plugin}' has no "
+                        "predict_proba_samples; use model=cnn"
+                    )
+                t = int(self.acquisition.mc_samples)
+                samples = model.predict_proba_samples(self.data.images[part], t)
+                inputs[name] = contracts.check_samples(samples, t, len(part), self.data.n_classes, plugin)
+            elif name == "n_items":
+                inputs[name] = len(part)
+            elif name == "rng":
+                inputs[name] = rng
+        return inputs
+
+    def _stop_reason(self, round_: int, total_rounds: int) -> str | None:
+        target = self.config["loop"].get("target_accuracy")
+        accuracy = next(r["test_accuracy"] for r in self.store.rounds() if r["round"] == round_)
+        if target is not None and accuracy is not None and accuracy >= target:
+            return "target_accuracy"
+        if round_ >= total_rounds:
+            return "rounds"
+        if len(self.candidates()) == 0 and not self.store.is_done(round_, "act"):
+            return "pool_exhausted"
+        return None
+
+    def _round_closed(self, round_: int, total_rounds: int) -> bool:
+        return self.store.is_done(round_, "act") or (
+            self.store.is_done(round_, "evaluate") and self._stop_reason(round_, total_rounds) is not None
+        )
+
+    def _report_round(self, row: dict, total_rounds: int, seconds: float) -> None:
+        accuracy = "n/a   " if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
+        log.info(
+            f"round {row['round']:>3}/{total_rounds} | labelled {row['n_labeled']:>6} | "
+            f"test accuracy {accuracy} | {seconds:6.2f} s"
+        )
+
+    def finish(self, stopped: str) -> dict:
+        rows = artifacts.write_metrics_jsonl(self.store, self.run_dir)
+        for round_ in self.store.selection_rounds():
+            artifacts.write_selection_csv(self.store, self.run_dir, round_)
+        title = f"{self.config['project']['name']} · {self.config['acquisition']['name']} · seed {self.seed}"
+        artifacts.write_learning_curve(rows, self.run_dir / "learning_curve.png", title)
+        summary = summarize(rows, self.config, stopped)
+        summary["config_sha256"] = self.store.get_meta("config_sha256")
+        summary["runner_version"] = self.store.get_meta("runner_version")
+        artifacts.write_json(self.run_dir / "summary.json", summary)
+        if not self.store.is_done(GLOBAL_ROUND, "finish"):
+            with self.store.transaction() as tx:
+                tx.mark_done(GLOBAL_ROUND, "finish", 0.0)
+        return summary
+
+
+def summarize(rows: list[dict], config: dict, stopped: str) -> dict:
+    evaluated = [r for r in rows if r["test_accuracy"] is not None]
+    target = config["loop"].get("target_accuracy")
+    reached = [r["n_labeled"] for r in evaluated if target is not None and r["test_accuracy"] >= target]
+    seconds = sum(sum(r["seconds"].values()) for r in rows)
+    return {
+        "project": config["project"]["name"],
+        "acquisition": config["acquisition"]["name"],
+        "model": config["model"]["_target_"],
+        "seed": config["seed"],
+        "rounds_evaluated": len(rows),
+        "n_labeled": rows[-1]["n_labeled"] if rows else 0,
+        "final_test_accuracy": evaluated[-1]["test_accuracy"] if evaluated else None,
+        "best_test_accuracy": max(r["test_accuracy"] for r in evaluated) if evaluated else None,
+        "target_accuracy": target,
+        "labels_to_target": reached[0] if reached else None,
+        "stopped": stopped,
+        "stage_seconds_total": round(seconds, 3),
+    }
+
+
+def split_items(data: Any, test_size: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``"pool"``/``"test"`` per item: the source's own split, else a seeded split stratified by label."""
+    if data.split is not None:
+        return np.asarray(data.split).astype(str)
+    from sklearn.model_selection import train_test_split
+
+    n = len(data.item_ids)
+    labels = np.asarray(data.labels)
+    stratify = labels if (labels >= 0).all() else None
+    _, test = train_test_split(
+        np.arange(n), test_size=int(test_size), stratify=stratify, random_state=int(rng.integers(2**31 - 1))
+    )
+    split = np.full(n, "pool", dtype=object)
+    split[test] = "test"
+    return split.astype(str)
+
+
+def class_balanced_sample(pool: np.ndarray, labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` pool indices spread evenly over the classes present (the remainder to random classes), sorted."""
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    classes = np.unique(labels[labels >= 0])
+    quota = np.full(len(classes), k // len(classes))
+    quota[rng.choice(len(classes), size=k % len(classes), replace=False)] += 1
+    chosen = []
+    for cls, count in zip(classes, quota, strict=True):
+        members = pool[labels == cls]
+        if count > len(members):
+            raise ConfigError(
+                f"loop.initial_labels={k} needs {count} items of class {cls}, but the pool has {len(members)}"
+            )
+        chosen.append(rng.choice(members, size=count, replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def data_fingerprint(data: Any) -> str:
+    digest = hashlib.sha256()
+    digest.update("\n".join(map(str, data.item_ids)).encode())
+    digest.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
+    digest.update(str(data.images.shape).encode())
+    return digest.hexdigest()
+
+
+def _instantiate(node: dict, what: str, **kwargs: Any) -> Any:
+    try:
+        return instantiate(OmegaConf.create(node), **kwargs)
+    except Exception as exc:  # Hydra wraps every failure in its own exception types
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{what} could not be created: {reason}") from None
+
+
+def open_run(config: dict, run_dir: Path) -> Run:
+    """Validate, open (or resume) the store of ``run_dir``, load the data and the acquisition function."""
+    from runner import __version__
+
+    validate(config)
+    acquisition = Acquisition.from_config(config["acquisition"])
+    data = _instantiate(config["project"]["source"], f"project '{config['project']['name']}' source")
+    check_sizes(config, data)
+    if acquisition.needs_model and config["loop"]["initial_labels"] == 0:
+        raise ConfigError(
+            f"acquisition '{acquisition.name}' needs a trained model; loop.initial_labels=0 leaves round 0 without "
+            "one (set loop.initial_labels > 0 or pick acquisition=random)"
+        )
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(run_dir / "state.sqlite")
+    digest = config_sha256(config)
+    recorded = store.get_meta("config_sha256")
+    if recorded is None:
+        with store.transaction() as tx:
+            tx.set_meta("config_sha256", digest)
+            tx.set_meta("config_json", _json(config))
+            tx.set_meta("runner_version", __version__)
+    elif recorded != digest:
+        import json
+
+        changed = differing_keys(json.loads(store.get_meta("config_json") or "{}"), config)
+        store.close()
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (changed: {', '.join(changed[:5])}); "
+            "use a new hydra.run.dir or the original config"
+        )
+    elif store.is_done(GLOBAL_ROUND, "import") and store.get_meta("data_fingerprint") != data_fingerprint(data):
+        store.close()
+        raise ConfigError(f"the data of project '{config['project']['name']}' changed since {run_dir} was started")
+    atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    return Run(config, run_dir, store, data, acquisition)
+
+
+def check_sizes(config: dict, data: Any) -> None:
+    n = len(data.item_ids)
+    if data.split is not None:
+        pool_size = int((np.asarray(data.split) == "pool").sum())
+    else:
+        test_size = config["project"].get("test_size")
+        if test_size is None:
+            raise ConfigError(f"project '{config['project']['name']}' has no split of its own; set project.test_size")
+        if test_size >= n:
+            raise ConfigError(f"project.test_size={test_size} leaves no pool ({n} items in all)")
+        pool_size = n - test_size
+    budget = config["selection"]["budget"]
+    if budget > pool_size:
+        raise ConfigError(f"selection.budget={budget} is larger than the pool ({pool_size} items)")
+    initial = config["loop"]["initial_labels"]
+    if initial > pool_size:
+        raise ConfigError(f"loop.initial_labels={initial} is larger than the pool ({pool_size} items)")
+
+
+def _json(config: dict) -> str:
+    import json
+
+    return json.dumps(config, sort_keys=True)

@@ -1,0 +1,219 @@
+"""The run store: one SQLite file that holds everything a run knows, written one transaction per stage.
+
+Tables
+- ``meta``: key/value facts about the run (config hash, runner version, data fingerprint).
+- ``items``: every item of the project, its split (``pool`` or ``test``) and, in simulation, its hidden truth.
+- ``labels``: the labels the learner knows, with the round that acquired them (-1 = initial labels).
+- ``rounds``: one row per evaluated round (labelled count, test accuracy, extra figures as JSON).
+- ``selections``: the items each round chose, with score and rank (1 = label first).
+- ``stages``: which stage of which round finished, and how long it took.
+- ``blobs``: named binary values (fitted models, score arrays) that later stages of a round read back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    idx INTEGER PRIMARY KEY,
+    item_id TEXT NOT NULL UNIQUE,
+    split TEXT NOT NULL CHECK (split IN ('pool', 'test')),
+    truth INTEGER
+);
+CREATE TABLE IF NOT EXISTS labels (
+    idx INTEGER PRIMARY KEY REFERENCES items(idx),
+    label INTEGER NOT NULL,
+    round INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY,
+    n_labeled INTEGER NOT NULL,
+    test_accuracy REAL,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS selections (
+    round INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    idx INTEGER NOT NULL REFERENCES items(idx),
+    score REAL NOT NULL,
+    PRIMARY KEY (round, rank)
+);
+CREATE TABLE IF NOT EXISTS stages (
+    round INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY (round, stage)
+);
+CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+"""
+
+# Rounds are numbered from 0; global stages (import) use this round number.
+GLOBAL_ROUND = -1
+
+
+class Store:
+    """Thin typed access to ``state.sqlite``. Writes happen only inside :meth:`transaction`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn = sqlite3.connect(self.path, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._in_tx = False
+        with self.transaction():
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                self._conn.execute(statement)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """All writes inside the block land together or not at all."""
+        if self._in_tx:
+            raise RuntimeError("nested store transaction")
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield self
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    def _write(self, sql: str, params: Sequence | None = None) -> None:
+        if not self._in_tx:
+            raise RuntimeError("store writes must happen inside a transaction")
+        self._conn.execute(sql, params or ())
+
+    def _write_many(self, sql: str, rows: Iterator | Sequence) -> None:
+        if not self._in_tx:
+            raise RuntimeError("store writes must happen inside a transaction")
+        self._conn.executemany(sql, rows)
+
+    # --- meta -------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- items and labels -------------------------------------------------------------------------
+    def add_items(self, item_ids: Sequence[str], splits: Sequence[str], truths: Sequence[int | None]) -> None:
+        self._write_many(
+            "INSERT INTO items(idx, item_id, split, truth) VALUES (?, ?, ?, ?)",
+            ((i, str(item), split, None if t is None else int(t))
+             for i, (item, split, t) in enumerate(zip(item_ids, splits, truths, strict=True))),
+        )
+
+    def item_ids(self) -> list[str]:
+        return [row[0] for row in self._conn.execute("SELECT item_id FROM items ORDER BY idx")]
+
+    def split_indices(self, split: str) -> np.ndarray:
+        rows = self._conn.execute("SELECT idx FROM items WHERE split = ? ORDER BY idx", (split,)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def truths(self, indices: np.ndarray) -> np.ndarray:
+        lookup = dict(self._conn.execute("SELECT idx, truth FROM items"))
+        return np.array([lookup[int(i)] for i in indices], dtype=np.int64)
+
+    def add_labels(self, indices: np.ndarray, labels: np.ndarray, round_: int) -> None:
+        self._write_many(
+            "INSERT INTO labels(idx, label, round) VALUES (?, ?, ?)",
+            ((int(i), int(y), round_) for i, y in zip(indices, labels, strict=True)),
+        )
+
+    def labeled(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and labels of every labelled item, in index order."""
+        rows = self._conn.execute("SELECT idx, label FROM labels ORDER BY idx").fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        arr = np.array(rows, dtype=np.int64)
+        return arr[:, 0], arr[:, 1]
+
+    # --- rounds, selections, stages ---------------------------------------------------------------
+    def record_round(self, round_: int, n_labeled: int, test_accuracy: float | None, extra: dict) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO rounds(round, n_labeled, test_accuracy, extra) VALUES (?, ?, ?, ?)",
+            (round_, n_labeled, test_accuracy, json.dumps(extra, sort_keys=True)),
+        )
+
+    def rounds(self) -> list[dict]:
+        rows = self._conn.execute(
+            "SELECT round, n_labeled, test_accuracy, extra FROM rounds ORDER BY round"
+        ).fetchall()
+        return [
+            {"round": r, "n_labeled": n, "test_accuracy": acc, **json.loads(extra)} for r, n, acc, extra in rows
+        ]
+
+    def record_selection(self, round_: int, indices: np.ndarray, scores: np.ndarray) -> None:
+        self._write_many(
+            "INSERT INTO selections(round, rank, idx, score) VALUES (?, ?, ?, ?)",
+            ((round_, rank, int(i), float(s)) for rank, (i, s) in enumerate(zip(indices, scores, strict=True), 1)),
+        )
+
+    def selection(self, round_: int) -> list[tuple[str, float, int]]:
+        """``(item_id, score, rank)`` rows of one round, rank order."""
+        return self._conn.execute(
+            "SELECT items.item_id, selections.score, selections.rank FROM selections "
+            "JOIN items ON items.idx = selections.idx WHERE round = ? ORDER BY rank",
+            (round_,),
+        ).fetchall()
+
+    def selected_indices(self, round_: int) -> np.ndarray:
+        rows = self._conn.execute(
+            "SELECT idx FROM selections WHERE round = ? ORDER BY rank", (round_,)
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def selection_rounds(self) -> list[int]:
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT round FROM selections ORDER BY round")]
+
+    def mark_done(self, round_: int, stage: str, seconds: float) -> None:
+        self._write("INSERT INTO stages(round, stage, seconds) VALUES (?, ?, ?)", (round_, stage, seconds))
+
+    def is_done(self, round_: int, stage: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM stages WHERE round = ? AND stage = ?", (round_, stage)
+        ).fetchone()
+        return row is not None
+
+    def stage_seconds(self, round_: int) -> dict[str, float]:
+        rows = self._conn.execute(
+            "SELECT stage, seconds FROM stages WHERE round = ? ORDER BY rowid", (round_,)
+        ).fetchall()
+        return {stage: seconds for stage, seconds in rows}
+
+    # --- blobs ------------------------------------------------------------------------------------
+    def put_blob(self, name: str, data: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO blobs(name, data) VALUES (?, ?)", (name, sqlite3.Binary(data)))
+
+    def get_blob(self, name: str) -> bytes | None:
+        row = self._conn.execute("SELECT data FROM blobs WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def delete_blobs(self, prefix: str) -> None:
+        self._write("DELETE FROM blobs WHERE name LIKE ? ESCAPE '\\'", (prefix.replace("_", "\\_") + "%",))
+
+    def put_array(self, name: str, array: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        self.put_blob(name, buffer.getvalue())
+
+    def get_array(self, name: str) -> np.ndarray | None:
+        data = self.get_blob(name)
+        return None if data is None else np.load(io.BytesIO(data), allow_pickle=False)
