@@ -215,7 +215,9 @@ class Run:
         except ValueError as exc:
             raise PluginError(f"act '{self.config['act']['name']}': {exc}") from None
         if labels.shape != selected.shape:
-            raise PluginError(f"act '{self.config['act']['name']}': returned {labels.shape} labels for {len(selected)} items")
+            raise PluginError(
+                f"act '{self.config['act']['name']}': returned {labels.shape} labels for {len(selected)} items"
+            )
 
         def write(tx: Store) -> None:
             tx.add_labels(selected, labels, round_)
