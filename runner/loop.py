@@ -415,7 +415,13 @@ def open_run(config: dict, run_dir: Path) -> Run:
         store.close()
         raise ConfigError(f"the data of project '{config['project']['name']}' changed since {run_dir} was started")
     atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
-    return Run(config, run_dir, store, data, acquisition)
+    run = Run(config, run_dir, store, data, acquisition)
+    try:
+        run.new_model(random_state=0)  # a bad model config fails here, before any stage runs
+    except ConfigError:
+        store.close()
+        raise
+    return run
 
 
 def check_sizes(config: dict, data: Any) -> None:

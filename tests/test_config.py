@@ -1,0 +1,80 @@
+"""Config validation: every bad input is one line naming the key, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from runner.config import describe, differing_keys, validate
+from runner.errors import ConfigError
+from tests.conftest import REPO
+
+
+def composed(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["+experiment=digits", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_default_configs_are_valid():
+    validate(composed())
+    validate(composed("project=mnist"))
+    validate(composed("model=cnn", "acquisition=bald"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+selection.budjet=5"], "unknown config key 'selection.budjet'; allowed keys here: budget, chunk_size"),
+        (["selection.budget=-5"], "config key 'selection.budget' must be >= 1 (got -5)"),
+        (["loop.rounds=0"], "config key 'loop.rounds' must be >= 1 (got 0)"),
+        (["loop.rounds=two"], "config key 'loop.rounds' must be of type integer (got 'two')"),
+        (["loop.target_accuracy=1.5"], "config key 'loop.target_accuracy' must be <= 1 (got 1.5)"),
+        (["selection.policy=best"], "config key 'selection.policy' must be one of topk (got 'best')"),
+        (["+surprise=1"], "unknown config key 'surprise'"),
+        (["model._target_=os.system"], "config key 'model._target_' must match"),
+        (["model.estimator._target_=os.system"], "config key 'model.estimator._target_' names 'os.system', outside"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(composed(*overrides))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_differing_keys_lists_dotted_paths():
+    old = {"a": 1, "b": {"c": 2, "d": 3}}
+    new = {"a": 1, "b": {"c": 5}, "e": 0}
+    assert differing_keys(old, new) == ["b.c", "b.d", "e"]
+
+
+def test_describe_is_used_for_missing_keys():
+    config = composed()
+    del config["loop"]["rounds"]
+    with pytest.raises(ConfigError, match=r"config key 'loop.rounds' is missing"):
+        validate(config)
+    assert callable(describe)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+selection.budjet=5"], "unknown config key 'selection.budjet'"),
+        (["selection.budget=-5"], "config key 'selection.budget' must be >= 1"),
+        (["loop.rounds=0"], "config key 'loop.rounds' must be >= 1"),
+        (["selection.budget=1600"], "selection.budget=1600 is larger than the pool (1500 items)"),
+        (["model=cnn", "acquisition=bald", "acquisition.mc_samples=1"], "acquisition.mc_samples' must be >= 2"),
+        (["acquisition=bald"], "needs MC samples but model 'plugins.models.sklearn_model.SklearnClassifier'"),
+        (["loop.initial_labels=0"], "acquisition 'entropy' needs a trained model"),
+        (["+model.estimator.bogus=1"], "model 'plugins.models.sklearn_model.SklearnClassifier' could not be created"),
+    ],
+)
+def test_cli_rejects_bad_config_with_one_line_and_exit_2(cli, tmp_path, overrides, message):
+    result = cli("+experiment=digits", f"hydra.run.dir={tmp_path / 'run'}", *overrides)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "selected").exists()
