@@ -65,3 +65,14 @@ def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
 
 def write_json(path: Path, payload: dict) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_item_metrics(store: Store, run_dir: Path, names: list[str]) -> None:
+    """``item_metrics.csv``: ``item_id`` and one column per metric (empty where it could not be computed)."""
+    columns = [store.get_array(f"metrics/{name}") for name in names]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["item_id", *names])
+    for i, item_id in enumerate(store.item_ids()):
+        writer.writerow([item_id, *("" if c is None or c[i] != c[i] else repr(float(c[i])) for c in columns)])
+    atomic_write_text(run_dir / "item_metrics.csv", buffer.getvalue())

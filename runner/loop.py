@@ -9,7 +9,6 @@ seeded by ``(seed, round, stage)``, never from a shared stream, so skipping stag
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import pickle
 import time
@@ -19,22 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
 from runner import artifacts, contracts
+from runner.acquire import Acquisition, InputProvider, batch_scores, score_candidates, select_batch
+from runner.candidates import CandidateFilter
 from runner.config import config_sha256, differing_keys, validate
 from runner.errors import ConfigError, PluginError
 from runner.files import atomic_write_text
+from runner.plugins import instantiate_node as _instantiate
+from runner.quality import Embeddings, compute_metrics
 from runner.store import GLOBAL_ROUND, Store
 
 log = logging.getLogger("runner")
 
-STAGE_CODES = {"import": 0, "train": 1, "evaluate": 2, "score": 3, "select": 4, "act": 5}
-# What an acquisition function may ask for, by parameter name.
-ACQUISITION_INPUTS = ("probs", "samples", "n_items", "rng")
-MODEL_INPUTS = ("probs", "samples")
+STAGE_CODES = {"import": 0, "train": 1, "evaluate": 2, "score": 3, "select": 4, "act": 5, "embed": 6, "metrics": 7}
 
 
 def stage_rng(seed: int, round_: int, stage: str) -> np.random.Generator:
@@ -47,44 +45,14 @@ def stage_seed(seed: int, round_: int, stage: str) -> int:
 
 
 @dataclass
-class Acquisition:
-    """An acquisition function plus what it needs, read from its parameter names."""
-
-    name: str
-    target: str
-    function: Callable[..., np.ndarray]
-    inputs: tuple[str, ...]
-    mc_samples: int | None = None
-
-    @classmethod
-    def from_config(cls, section: dict) -> Acquisition:
-        target = section["function"]["_target_"]
-        function = _instantiate(section["function"], f"acquisition '{section['name']}'", _partial_=True)
-        params = inspect.signature(function).parameters
-        required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
-        unknown = [n for n in required if n not in ACQUISITION_INPUTS]
-        if unknown:
-            raise ConfigError(
-                f"acquisition.function '{target}' needs '{unknown[0]}', which the runner cannot give "
-                f"(it gives: {', '.join(ACQUISITION_INPUTS)})"
-            )
-        inputs = tuple(n for n in params if n in ACQUISITION_INPUTS)
-        if "samples" in inputs and not section.get("mc_samples"):
-            raise ConfigError(f"acquisition '{section['name']}' scores MC samples; set acquisition.mc_samples")
-        return cls(section["name"], target, function, inputs, section.get("mc_samples"))
-
-    @property
-    def needs_model(self) -> bool:
-        return any(i in MODEL_INPUTS for i in self.inputs)
-
-
-@dataclass
 class Run:
     config: dict
     run_dir: Path
     store: Store
     data: Any
     acquisition: Acquisition
+    embeddings: Embeddings
+    filters: CandidateFilter
     models: dict[int, Any] = field(default_factory=dict)
     rounds_this_call: int = 0
 
@@ -95,6 +63,11 @@ class Run:
     # --- the sequence -----------------------------------------------------------------------------
     def execute(self) -> dict:
         self.stage(GLOBAL_ROUND, "import", self.do_import)
+        if self.embeddings.needs_pixels:
+            self.stage(GLOBAL_ROUND, "embed", self.do_embed)
+        if self.config["metrics"].get("names"):
+            self.stage(GLOBAL_ROUND, "metrics", self.do_metrics)
+            artifacts.write_item_metrics(self.store, self.run_dir, self.config["metrics"]["names"])
         total_rounds = int(self.config["loop"]["rounds"])
         done_before = [r["round"] for r in self.store.rounds()]
         if done_before and not self.store.is_done(GLOBAL_ROUND, "finish"):
@@ -166,46 +139,92 @@ class Run:
         model = self.model(round_)
         accuracy = None
         if model is not None and len(test):
-            probs = self.predict_probs(model, test, desc="evaluate")
+            probs = self.predict_probs(model, test)
             accuracy = float((probs.argmax(axis=1) == self.data.labels[test]).mean())
         return lambda tx: tx.record_round(round_, len(indices), accuracy, {})
 
+    def do_embed(self) -> Callable[[Store], None]:
+        vectors = self.embeddings.fit_pixels(self.data.images, self.store.split_indices("pool"))
+        return lambda tx: tx.put_array("embeddings/pixels", vectors)
+
+    def do_metrics(self) -> Callable[[Store], None]:
+        labeled, _ = self.store.labeled()
+        unlabeled = np.setdiff1d(np.arange(len(self.data.item_ids)), labeled)
+        columns = compute_metrics(
+            self.config["metrics"], self.data, self.embeddings.pixels(), unlabeled,
+            stage_rng(self.seed, GLOBAL_ROUND, "metrics"),
+        )
+
+        def write(tx: Store) -> None:
+            for name, values in columns.items():
+                tx.put_array(f"metrics/{name}", values)
+
+        return write
+
     def do_score(self, round_: int) -> Callable[[Store], None]:
         rng = stage_rng(self.seed, round_, "score")
-        candidates = self.candidates()
+        model = self.model(round_)
+        candidates = self.filters.apply(self.candidates(), model, self)
         subset = self.config["selection"].get("pool_subset")
         if subset and len(candidates) > subset:
             candidates = np.sort(rng.choice(candidates, size=subset, replace=False))
-        model = self.model(round_)
-        if model is None and self.acquisition.needs_model:
-            raise ConfigError(
-                f"acquisition '{self.acquisition.name}' needs a trained model but round {round_} has no labels; "
-                "set loop.initial_labels above 0 or pick acquisition=random"
+        provider = self.input_provider(model, candidates, rng, round_)
+        budget = int(self.config["selection"]["budget"])
+        acquisition = self.acquisition
+        if acquisition.is_batch:
+            scores = batch_scores(select_batch(acquisition.main, provider, budget), len(candidates))
+        elif acquisition.components:
+            columns, weights = {}, {}
+            for component in acquisition.components:
+                if component.score is not None:
+                    columns[component.name] = score_candidates(component.score, provider, len(candidates) or 1)
+                else:
+                    columns[component.name] = self.metric_column(component.metric)[candidates]
+                weights[component.name] = component.weight
+            scores = contracts.check_scores(
+                acquisition.main.function(columns=columns, weights=weights), len(candidates), acquisition.main.label
             )
-        scores = np.empty(len(candidates), dtype=np.float64)
-        chunk = int(self.config["selection"].get("chunk_size") or 8192)
-        starts = range(0, len(candidates), chunk)
-        for start in tqdm(starts, desc="score", unit="chunk", leave=False, disable=None if len(starts) > 1 else True):
-            part = candidates[start : start + chunk]
-            inputs = self.acquisition_inputs(model, part, rng)
-            scores[start : start + len(part)] = contracts.check_scores(
-                self.acquisition.function(**inputs), len(part), f"acquisition '{self.acquisition.name}'"
-            )
+        else:
+            chunk = int(self.config["selection"].get("chunk_size") or 8192)
+            scores = score_candidates(acquisition.main, provider, chunk)
+        extra = {}
+        if self.config["selection"]["policy"] != "topk":
+            extra["predicted"] = provider.get("probs").argmax(axis=1) if len(candidates) else np.zeros(0, int)
 
         def write(tx: Store) -> None:
             tx.put_array(f"candidates/{round_:03d}", candidates)
             tx.put_array(f"scores/{round_:03d}", scores)
+            for name, values in extra.items():
+                tx.put_array(f"{name}/{round_:03d}", values)
 
         return write
 
     def do_select(self, round_: int) -> Callable[[Store], None]:
         from plugins.selection import policies
 
+        selection = self.config["selection"]
         candidates = self.store.get_array(f"candidates/{round_:03d}")
         scores = self.store.get_array(f"scores/{round_:03d}")
-        policy = getattr(policies, self.config["selection"]["policy"])
-        chosen = policy(scores, int(self.config["selection"]["budget"]))
-        return lambda tx: tx.record_selection(round_, candidates[chosen], scores[chosen])
+        budget = selection["budget"]
+        if self.acquisition.is_batch:
+            chosen = policies.topk(scores, int((scores > 0).sum()))
+        elif selection.get("cost"):
+            cost = self.item_values(selection["cost"], "selection.cost")[candidates]
+            chosen = policies.topk_cost(scores, float(budget), cost)
+        elif selection["policy"] == "topk":
+            chosen = policies.topk(scores, int(budget))
+        else:
+            predicted = self.store.get_array(f"predicted/{round_:03d}")
+            policy = getattr(policies, selection["policy"])
+            chosen = policy(scores, int(budget), predicted)
+        tag = selection.get("tag")
+
+        def write(tx: Store) -> None:
+            tx.record_selection(round_, candidates[chosen], scores[chosen])
+            if tag:
+                tx.add_tags(candidates[chosen], tag, round_)
+
+        return write
 
     def do_act(self, round_: int) -> Callable[[Store], None]:
         selected = self.store.selected_indices(round_)
@@ -243,30 +262,47 @@ class Run:
         labeled, _ = self.store.labeled()
         return np.setdiff1d(self.store.split_indices("pool"), labeled, assume_unique=True)
 
-    def predict_probs(self, model: Any, indices: np.ndarray, desc: str) -> np.ndarray:
+    def predict_probs(self, model: Any, indices: np.ndarray) -> np.ndarray:
         probs = model.predict_proba(self.data.images[indices])
         return contracts.check_probs(probs, len(indices), self.data.n_classes, self.config["model"]["_target_"])
 
-    def acquisition_inputs(self, model: Any, part: np.ndarray, rng: np.random.Generator) -> dict:
+    def input_provider(self, model: Any, candidates: np.ndarray, rng: np.random.Generator,
+                       round_: int) -> InputProvider:
         plugin = self.config["model"]["_target_"]
-        inputs: dict[str, Any] = {}
-        for name in self.acquisition.inputs:
-            if name == "probs":
-                inputs[name] = self.predict_probs(model, part, desc="score")
-            elif name == "samples":
-                if not hasattr(model, "predict_proba_samples"):
-                    raise ConfigError(
-                        f"acquisition '{self.acquisition.name}' needs MC samples but model '{plugin}' has no "
-                        "predict_proba_samples; use model=cnn"
-                    )
-                t = int(self.acquisition.mc_samples)
-                samples = model.predict_proba_samples(self.data.images[part], t)
-                inputs[name] = contracts.check_samples(samples, t, len(part), self.data.n_classes, plugin)
-            elif name == "n_items":
-                inputs[name] = len(part)
-            elif name == "rng":
-                inputs[name] = rng
-        return inputs
+        labeled, _ = self.store.labeled()
+
+        def samples(part: np.ndarray) -> np.ndarray:
+            if not hasattr(model, "predict_proba_samples"):
+                raise ConfigError(
+                    f"acquisition '{self.acquisition.name}' needs MC samples but model '{plugin}' has no "
+                    "predict_proba_samples; use model=cnn"
+                )
+            t = int(self.acquisition.mc_samples)
+            drawn = model.predict_proba_samples(self.data.images[part], t)
+            return contracts.check_samples(drawn, t, len(part), self.data.n_classes, plugin)
+
+        getters = {
+            "probs": lambda part: self.predict_probs(model, part),
+            "samples": samples,
+            "embeddings": lambda part: self.embeddings.of(part, model),
+            "labeled_embeddings": lambda _: self.embeddings.of(labeled, model),
+        }
+        constants = {"rng": rng, "n_classes": self.data.n_classes}
+        return InputProvider(candidates, getters, constants)
+
+    def metric_column(self, name: str) -> np.ndarray:
+        values = self.store.get_array(f"metrics/{name}")
+        if values is None:
+            raise ConfigError(f"metric '{name}' is not computed in this run; add it to metrics.names")
+        return values
+
+    def item_values(self, key: str, config_key: str) -> np.ndarray:
+        """A per-item column: a computed metric, or a per-item array the source provides in ``extra``."""
+        if self.store.get_array(f"metrics/{key}") is not None:
+            return self.metric_column(key)
+        if key in self.data.extra:
+            return np.asarray(self.data.extra[key], dtype=np.float64)
+        raise ConfigError(f"{config_key}='{key}' is neither a computed metric nor a per-item value of the source")
 
     def _stop_reason(self, round_: int, total_rounds: int) -> str | None:
         target = self.config["loop"].get("target_accuracy")
@@ -295,6 +331,8 @@ class Run:
         rows = artifacts.write_metrics_jsonl(self.store, self.run_dir)
         for round_ in self.store.selection_rounds():
             artifacts.write_selection_csv(self.store, self.run_dir, round_)
+        if self.config["metrics"].get("names"):
+            artifacts.write_item_metrics(self.store, self.run_dir, self.config["metrics"]["names"])
         title = f"{self.config['project']['name']} · {self.config['acquisition']['name']} · seed {self.seed}"
         artifacts.write_learning_curve(rows, self.run_dir / "learning_curve.png", title)
         summary = summarize(rows, self.config, stopped)
@@ -371,14 +409,6 @@ def data_fingerprint(data: Any) -> str:
     return digest.hexdigest()
 
 
-def _instantiate(node: dict, what: str, **kwargs: Any) -> Any:
-    try:
-        return instantiate(OmegaConf.create(node), **kwargs)
-    except Exception as exc:  # Hydra wraps every failure in its own exception types
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{what} could not be created: {reason}") from None
-
-
 def open_run(config: dict, run_dir: Path) -> Run:
     """Validate, open (or resume) the store of ``run_dir``, load the data and the acquisition function."""
     from runner import __version__
@@ -387,6 +417,9 @@ def open_run(config: dict, run_dir: Path) -> Run:
     acquisition = Acquisition.from_config(config["acquisition"])
     data = _instantiate(config["project"]["source"], f"project '{config['project']['name']}' source")
     check_sizes(config, data)
+    embeddings = Embeddings.from_config(config, acquisition)
+    filters = CandidateFilter.from_config(config, data)
+    check_selection(config, acquisition)
     if acquisition.needs_model and config["loop"]["initial_labels"] == 0:
         raise ConfigError(
             f"acquisition '{acquisition.name}' needs a trained model; loop.initial_labels=0 leaves round 0 without "
@@ -415,7 +448,9 @@ def open_run(config: dict, run_dir: Path) -> Run:
         store.close()
         raise ConfigError(f"the data of project '{config['project']['name']}' changed since {run_dir} was started")
     atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
-    run = Run(config, run_dir, store, data, acquisition)
+    embeddings.images = data.images
+    embeddings.load = lambda: store.get_array("embeddings/pixels")
+    run = Run(config, run_dir, store, data, acquisition, embeddings, filters)
     try:
         run.new_model(random_state=0)  # a bad model config fails here, before any stage runs
     except ConfigError:
@@ -436,11 +471,30 @@ def check_sizes(config: dict, data: Any) -> None:
             raise ConfigError(f"project.test_size={test_size} leaves no pool ({n} items in all)")
         pool_size = n - test_size
     budget = config["selection"]["budget"]
-    if budget > pool_size:
+    if not config["selection"].get("cost") and budget > pool_size:
         raise ConfigError(f"selection.budget={budget} is larger than the pool ({pool_size} items)")
     initial = config["loop"]["initial_labels"]
     if initial > pool_size:
         raise ConfigError(f"loop.initial_labels={initial} is larger than the pool ({pool_size} items)")
+
+
+def check_selection(config: dict, acquisition: Acquisition) -> None:
+    selection = config["selection"]
+    if acquisition.is_batch and selection["policy"] != "topk":
+        raise ConfigError(
+            f"selection.policy={selection['policy']} cannot reorder the batch strategy '{acquisition.name}'; use topk"
+        )
+    if selection.get("cost") and selection["policy"] != "topk":
+        raise ConfigError("selection.cost (a budget in cost units) works with selection.policy=topk only")
+    if not selection.get("cost") and float(selection["budget"]) != int(selection["budget"]):
+        raise ConfigError(
+            f"selection.budget={selection['budget']} must be a whole number of items unless selection.cost is set"
+        )
+    if selection["policy"] != "topk" and config["loop"]["initial_labels"] == 0:
+        raise ConfigError(f"selection.policy={selection['policy']} needs predicted classes, so loop.initial_labels > 0")
+    missing = [m for m in acquisition.metric_names() if m not in (config["metrics"].get("names") or [])]
+    if missing:
+        raise ConfigError(f"acquisition '{acquisition.name}' weighs metric '{missing[0]}'; add it to metrics.names")
 
 
 def _json(config: dict) -> str:

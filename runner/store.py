@@ -7,7 +7,8 @@ Tables
 - ``rounds``: one row per evaluated round (labelled count, test accuracy, extra figures as JSON).
 - ``selections``: the items each round chose, with score and rank (1 = label first).
 - ``stages``: which stage of which round finished, and how long it took.
-- ``blobs``: named binary values (fitted models, score arrays) that later stages of a round read back.
+- ``blobs``: named binary values (fitted models, score arrays, embeddings, metric columns).
+- ``tags``: free-form tags on items (e.g. ``to_label_next`` on a selection); filters read them.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ CREATE TABLE IF NOT EXISTS stages (
     PRIMARY KEY (round, stage)
 );
 CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tags (
+    idx INTEGER NOT NULL REFERENCES items(idx),
+    tag TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    PRIMARY KEY (idx, tag)
+);
 """
 
 # Rounds are numbered from 0; global stages (import) use this round number.
@@ -217,3 +224,16 @@ class Store:
     def get_array(self, name: str) -> np.ndarray | None:
         data = self.get_blob(name)
         return None if data is None else np.load(io.BytesIO(data), allow_pickle=False)
+
+    # --- tags -------------------------------------------------------------------------------------
+    def add_tags(self, indices: np.ndarray, tag: str, round_: int) -> None:
+        self._write_many(
+            "INSERT OR IGNORE INTO tags(idx, tag, round) VALUES (?, ?, ?)", ((int(i), tag, round_) for i in indices)
+        )
+
+    def tags(self) -> dict[int, set[str]]:
+        """Tags per item index (items without tags are absent)."""
+        found: dict[int, set[str]] = {}
+        for idx, tag in self._conn.execute("SELECT idx, tag FROM tags ORDER BY idx, tag"):
+            found.setdefault(idx, set()).add(tag)
+        return found

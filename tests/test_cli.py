@@ -153,7 +153,13 @@ runpy.run_module("runner", run_name="__main__")
 
 @pytest.mark.parametrize(
     ("mode", "target"),
-    [("after", "train:1"), ("after", "select:0"), ("inside", "act:1"), ("inside", "import:-1"), ("after", "evaluate:3")],
+    [
+        ("after", "train:1"),
+        ("after", "select:0"),
+        ("inside", "act:1"),
+        pytest.param("inside", "import:-1", marks=pytest.mark.slow),
+        pytest.param("after", "evaluate:3", marks=pytest.mark.slow),
+    ],
 )
 def test_killed_run_resumes_to_the_same_files(tmp_path, mode, target):
     overrides = ("loop.rounds=3",)

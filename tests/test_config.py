@@ -27,11 +27,11 @@ def test_default_configs_are_valid():
     ("overrides", "message"),
     [
         (["+selection.budjet=5"], "unknown config key 'selection.budjet'; allowed keys here: budget, chunk_size"),
-        (["selection.budget=-5"], "config key 'selection.budget' must be >= 1 (got -5)"),
+        (["selection.budget=-5"], "config key 'selection.budget' must be > 0 (got -5)"),
         (["loop.rounds=0"], "config key 'loop.rounds' must be >= 1 (got 0)"),
         (["loop.rounds=two"], "config key 'loop.rounds' must be of type integer (got 'two')"),
         (["loop.target_accuracy=1.5"], "config key 'loop.target_accuracy' must be <= 1 (got 1.5)"),
-        (["selection.policy=best"], "config key 'selection.policy' must be one of topk (got 'best')"),
+        (["selection.policy=best"], "config key 'selection.policy' must be one of topk, class_balanced, stratified"),
         (["+surprise=1"], "unknown config key 'surprise'"),
         (["model._target_=os.system"], "config key 'model._target_' must match"),
         (["model.estimator._target_=os.system"], "config key 'model.estimator._target_' names 'os.system', outside"),
@@ -62,7 +62,7 @@ def test_describe_is_used_for_missing_keys():
     ("overrides", "message"),
     [
         (["+selection.budjet=5"], "unknown config key 'selection.budjet'"),
-        (["selection.budget=-5"], "config key 'selection.budget' must be >= 1"),
+        (["selection.budget=-5"], "config key 'selection.budget' must be > 0"),
         (["loop.rounds=0"], "config key 'loop.rounds' must be >= 1"),
         (["selection.budget=1600"], "selection.budget=1600 is larger than the pool (1500 items)"),
         (["model=cnn", "acquisition=bald", "acquisition.mc_samples=1"], "acquisition.mc_samples' must be >= 2"),

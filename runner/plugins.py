@@ -1,0 +1,20 @@
+"""Creating plugins from config nodes, with failures reported as one config line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from runner.errors import ConfigError
+
+
+def instantiate_node(node: dict, what: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` on a plain dict; any failure becomes a :class:`ConfigError` naming ``what``."""
+    try:
+        return instantiate(OmegaConf.create(node), **kwargs)
+    except Exception as exc:  # Hydra wraps every failure in its own exception types
+        text = str(exc).strip()
+        reason = text.splitlines()[-1] if text else type(exc).__name__
+        raise ConfigError(f"{what} could not be created: {reason}") from None
