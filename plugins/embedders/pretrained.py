@@ -9,6 +9,7 @@ in [0, 1] to (b, d) embeddings; exporting fixes the network in the file, so no m
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,27 @@ import numpy as np
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained weights named in the config are not on disk."""
+    """Pretrained weights named in the config are not on disk; ``filename`` holds the path."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(errno.ENOENT, message, path)
+        self.message = message
+
+    def __str__(self) -> str:
+        # OSError's own text ("[Errno 2] ...: 'path'") would repeat the path the message already names.
+        return self.message
 
 
 def check_available(path: str) -> None:
     """Raise ``WeightsNotFoundError`` naming ``path`` unless it is an existing file."""
     weights = Path(str(path)).expanduser()
     if not weights.is_file():
-        reason = "is a directory, not a weights file" if weights.is_dir() else "does not exist"
-        error = WeightsNotFoundError(
-            f"pretrained embedder weights {reason}: {weights} (weights cannot be downloaded here; copy the "
-            "exported model file to this path or pick embedder=pixels)"
+        reason = "is a directory, not a file" if weights.is_dir() else "does not exist"
+        raise WeightsNotFoundError(
+            f"pretrained embedder weights file {reason}: {weights} (weights cannot be downloaded here; copy the "
+            "exported model file to this path or pick embedder=pixels)",
+            str(weights),
         )
-        error.filename = str(weights)
-        raise error
 
 
 class LocalWeights:
