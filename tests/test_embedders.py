@@ -19,7 +19,8 @@ def test_pca_shape_and_fewer_components_for_small_data():
 
 
 def test_pca_is_deterministic_for_a_seed():
-    images = np.random.default_rng(1).random((600, 28, 28), dtype=np.float32)  # big enough for the randomized solver
+    # Big enough for scikit-learn to pick its randomized solver, the one that draws random numbers.
+    images = np.random.default_rng(1).random((600, 28, 28), dtype=np.float32)
     first = PixelPCA(20, random_state=4).fit_transform(images)
     second = PixelPCA(20, random_state=4).fit_transform(images)
     np.testing.assert_array_equal(first, second)

@@ -168,7 +168,8 @@ def test_exact_duplicates_score_zero_except_the_first_copy():
     # distance to the nearest other direction, [0.6, 0.8]: sqrt(0.4**2 + 0.8**2) = sqrt(0.8).
     # [0, 1] and [0.6, 0.8] are sqrt(0.6**2 + 0.2**2) = sqrt(0.4) apart.
     e = np.array([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
-    np.testing.assert_allclose(uniqueness(e), [np.sqrt(0.8), 0.0, 0.0, np.sqrt(0.4), np.sqrt(0.4)], atol=1e-12)
+    expected = [np.sqrt(0.8), 0.0, 0.0, np.sqrt(0.4), np.sqrt(0.4)]
+    np.testing.assert_allclose(uniqueness(e), expected, atol=1e-12)
 
 
 def test_uniqueness_matches_brute_force():

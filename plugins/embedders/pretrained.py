@@ -34,8 +34,8 @@ def check_available(path: str) -> None:
     if not weights.is_file():
         reason = "is a directory, not a file" if weights.is_dir() else "does not exist"
         raise WeightsNotFoundError(
-            f"pretrained embedder weights file {reason}: {weights} (weights cannot be downloaded here; copy the "
-            "exported model file to this path or pick embedder=pixels)",
+            f"pretrained embedder weights file {reason}: {weights} (weights cannot be downloaded here; "
+            "copy the exported model file to this path or pick embedder=pixels)",
             str(weights),
         )
 
