@@ -7,6 +7,7 @@ import pytest
 
 from plugins.embedders.pixels import PixelPCA
 from plugins.embedders.pretrained import LocalWeights, WeightsNotFoundError, check_available
+from plugins.metrics.uniqueness import uniqueness
 
 
 def test_pca_shape_and_fewer_components_for_small_data():
@@ -44,6 +45,9 @@ def test_pca_duplicates_and_non_finite_images():
     out = PixelPCA(8).fit_transform(images)
     np.testing.assert_array_equal(out[10], out[3])
     assert np.isnan(out[7]).all() and np.isfinite(np.delete(out, 7, axis=0)).all()
+    # Exact duplicate images stay exact duplicates downstream: the later copy scores 0.
+    scores = uniqueness(out)
+    assert scores[10] == 0.0 and scores[3] > 0 and np.isnan(scores[7])
     with pytest.raises(ValueError, match="ragged"):
         PixelPCA().fit_transform([np.zeros((2, 2)), np.zeros((3, 3))])
     with pytest.raises(ValueError, match="n_components"):

@@ -186,6 +186,8 @@ def test_uniqueness_edge_cases():
     np.testing.assert_array_equal(uniqueness(np.ones((3, 2))), [np.nan, 0.0, 0.0])
     e = np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 1.0]])
     np.testing.assert_allclose(uniqueness(e), [np.sqrt(2), np.nan, np.sqrt(2)])
+    # -0.0 and 0.0 are the same number, so these two rows are exact duplicates.
+    np.testing.assert_array_equal(uniqueness(np.array([[-0.0, 1.0], [0.0, 1.0]])), [np.nan, 0.0])
     with pytest.raises(ValueError):
         uniqueness(np.ones(4))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
+from plugins.metrics.embedding_space import distinct_rows
+
 
 class PixelPCA:
     """Flatten each image and project it on the first ``n_components`` principal axes (``whiten=False``).
@@ -36,9 +38,9 @@ class PixelPCA:
         d = min(self.n_components, valid.shape[0], valid.shape[1])
         # sklearn picks a randomized solver for large inputs; a fixed random_state keeps the axes fixed.
         self.pca = PCA(n_components=d, whiten=False, random_state=self.random_state).fit(valid)
-        distinct, inverse = np.unique(valid, axis=0, return_inverse=True)
         # One projection per distinct image: BLAS may round identical rows differently at different offsets.
-        projected = self.pca.transform(distinct).astype(np.float32)[inverse.reshape(-1)]
+        first, copy_of = distinct_rows(valid, return_inverse=True)
+        projected = self.pca.transform(valid[first]).astype(np.float32)[copy_of]
         out = np.full((len(images), d), np.nan, dtype=np.float32)
         out[finite] = projected
         return out

@@ -107,9 +107,10 @@ def _drop_later_duplicates(unit: np.ndarray, checked: np.ndarray, keep: np.ndarr
     from sklearn.neighbors import NearestNeighbors
 
     points = unit[checked]
-    # The radius query only shortlists close pairs (its distances come from dot products and can be off by
-    # about 1e-8 near zero, hence the margin); the exact re-measure below decides.
-    search = NearestNeighbors(radius=threshold + 1e-6, algorithm="brute").fit(points)
+    # The radius query (squared distances) only shortlists close pairs: its distances come from dot products
+    # and can be off by about 1e-8 near zero, hence the margin; the exact re-measure below decides.
+    search = NearestNeighbors(radius=(threshold + 1e-6) ** 2, algorithm="brute", metric="sqeuclidean")
+    search.fit(points)
     neighbours = search.radius_neighbors(points, return_distance=False)
     # Every row finds itself; only rows with company need the sequential pass.
     crowded = np.flatnonzero(np.fromiter(map(len, neighbours), dtype=np.int64, count=len(points)) > 1)

@@ -22,17 +22,39 @@ def l2_normalise(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, finite
 
 
+def distinct_rows(
+    rows: np.ndarray, return_inverse: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Position of the first occurrence of every distinct row, in order of first occurrence.
+
+    With ``return_inverse`` also, for every row, the index into that result of the row it copies.
+    Rows are compared as raw bytes (one ``np.unique`` over a void view: about four times faster than
+    ``np.unique(axis=0)`` at 60,000 x 784), after turning -0.0 into 0.0 so equal numbers compare equal.
+    """
+    canonical = np.ascontiguousarray(rows + rows.dtype.type(0))  # -0.0 + 0.0 == +0.0
+    as_bytes = canonical.view(np.dtype((np.void, canonical.dtype.itemsize * canonical.shape[1]))).ravel()
+    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
+    # np.unique orders by bytes; reorder by first occurrence so "first" means the lowest position.
+    order = np.argsort(first)
+    if not return_inverse:
+        return first[order]
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
+
+
 def nearest(
     query: np.ndarray, reference: np.ndarray, exclude_self: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(distance, index)`` of each query row's nearest reference row (Euclidean).
 
-    scikit-learn's brute-force search finds the neighbour through |a|^2 + |b|^2 - 2ab, which loses digits for
-    nearly identical rows; the returned distance is recomputed directly from the difference so that thresholds
-    such as 0.03 are compared against an exact figure. With ``exclude_self`` the query is the reference and a
-    row is never its own neighbour.
+    scikit-learn's brute-force search (on squared distances, which skips a square root per pair and ranks the
+    same) finds the neighbour through |a|^2 + |b|^2 - 2ab, which loses digits for nearly identical rows; the
+    returned distance is recomputed directly from the difference, so thresholds such as 0.03 are compared
+    against an exact figure. With ``exclude_self`` the query is the reference and a row is never its own
+    neighbour.
     """
-    search = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(reference)
+    search = NearestNeighbors(n_neighbors=1, algorithm="brute", metric="sqeuclidean").fit(reference)
     if exclude_self:
         index = search.kneighbors(return_distance=False)[:, 0]
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.metrics.embedding_space import l2_normalise, nearest
+from plugins.metrics.embedding_space import distinct_rows, l2_normalise, nearest
 
 NEAR_DUPLICATE_THRESHOLD = 0.03
 
@@ -30,8 +30,9 @@ def uniqueness(embeddings: np.ndarray) -> np.ndarray:
     valid = np.flatnonzero(finite)
     if len(valid) == 0:
         return out
-    # One representative per distinct row; np.unique's index is the first occurrence: the lowest position.
-    distinct, first = np.unique(unit[valid], axis=0, return_index=True)
+    # One representative per distinct row, the first occurrence: the lowest position.
+    first = distinct_rows(unit[valid])
+    distinct = unit[valid[first]]
     out[valid] = 0.0
     if len(distinct) >= 2:
         distance, _ = nearest(distinct, distinct, exclude_self=True)
