@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from plugins.embedders import pixels
 from plugins.embedders.pixels import PixelPCA
 from plugins.embedders.pretrained import LocalWeights, WeightsNotFoundError, check_available
 from plugins.metrics.uniqueness import uniqueness
@@ -19,12 +20,24 @@ def test_pca_shape_and_fewer_components_for_small_data():
     assert PixelPCA(n_components=5).fit_transform(colour).shape == (30, 5)
 
 
-def test_pca_is_deterministic_for_a_seed():
-    # Big enough for scikit-learn to pick its randomized solver, the one that draws random numbers.
-    images = np.random.default_rng(1).random((600, 28, 28), dtype=np.float32)
+@pytest.mark.parametrize(
+    ("shape", "solver"),
+    [((300, 8, 8), "covariance_eigh"), ((40, 8, 8), "full"), ((100, 16, 16), "randomized")],
+)
+def test_pca_is_deterministic_for_a_seed(shape, solver, monkeypatch):
+    # A lower EXACT_MAX_RANK sends a small input to the randomized solver, the one that draws numbers.
+    monkeypatch.setattr(pixels, "EXACT_MAX_RANK", 50)
+    assert pixels.pca_solver(shape[0], shape[1] * shape[2]) == solver
+    images = np.random.default_rng(1).random(shape, dtype=np.float32)
     first = PixelPCA(20, random_state=4).fit_transform(images)
     second = PixelPCA(20, random_state=4).fit_transform(images)
     np.testing.assert_array_equal(first, second)
+
+
+def test_pca_solver_choice():
+    assert pixels.pca_solver(60_000, 784) == "covariance_eigh"
+    assert pixels.pca_solver(120, 784) == "full"
+    assert pixels.pca_solver(5_000, 64 * 64 * 3) == "randomized"
 
 
 def test_pca_matches_a_direct_svd_up_to_sign():
