@@ -17,7 +17,7 @@ from plugins.metrics.uniqueness import NEAR_DUPLICATE_THRESHOLD
 def metric_range(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
     """``low <= value <= high`` (both inclusive); a None bound is open; NaN never passes."""
     v = np.asarray(values, dtype=np.float64)
-    keep = np.isfinite(v) | np.isinf(v)  # NaN is the only value no range can contain
+    keep = ~np.isnan(v)  # NaN is the only value no range can contain; infinities compare normally
     if low is not None:
         keep &= v >= float(low)
     if high is not None:
