@@ -80,7 +80,8 @@ class CandidateFilter:
         if self.exclude_near_duplicates:
             labeled, _ = run.store.labeled()
             keep &= filters.not_near_duplicate(
-                run.embeddings.of(candidates, model), run.embeddings.of(labeled, model), self.near_duplicate_threshold
+                run.embeddings.of(candidates, model), run.embeddings.of(labeled, model),
+                self.near_duplicate_threshold, within_candidates=True,
             )
         kept = candidates[keep]
         log.debug(f"filters kept {len(kept)} of {len(candidates)} candidates")

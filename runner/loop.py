@@ -63,7 +63,7 @@ class Run:
     # --- the sequence -----------------------------------------------------------------------------
     def execute(self) -> dict:
         self.stage(GLOBAL_ROUND, "import", self.do_import)
-        if self.embeddings.needs_pixels:
+        if self.embeddings.needs_static:
             self.stage(GLOBAL_ROUND, "embed", self.do_embed)
         if self.config["metrics"].get("names"):
             self.stage(GLOBAL_ROUND, "metrics", self.do_metrics)
@@ -144,14 +144,14 @@ class Run:
         return lambda tx: tx.record_round(round_, len(indices), accuracy, {})
 
     def do_embed(self) -> Callable[[Store], None]:
-        vectors = self.embeddings.fit_pixels(self.data.images, self.store.split_indices("pool"))
-        return lambda tx: tx.put_array("embeddings/pixels", vectors)
+        vectors = self.embeddings.fit_static(self.data.images)
+        return lambda tx: tx.put_array("embeddings/static", vectors)
 
     def do_metrics(self) -> Callable[[Store], None]:
         labeled, _ = self.store.labeled()
         unlabeled = np.setdiff1d(np.arange(len(self.data.item_ids)), labeled)
         columns = compute_metrics(
-            self.config["metrics"], self.data, self.embeddings.pixels(), unlabeled,
+            self.config["metrics"], self.data, self.embeddings.static(), unlabeled,
             stage_rng(self.seed, GLOBAL_ROUND, "metrics"),
         )
 
@@ -449,7 +449,7 @@ def open_run(config: dict, run_dir: Path) -> Run:
         raise ConfigError(f"the data of project '{config['project']['name']}' changed since {run_dir} was started")
     atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
     embeddings.images = data.images
-    embeddings.load = lambda: store.get_array("embeddings/pixels")
+    embeddings.load = lambda: store.get_array("embeddings/static")
     run = Run(config, run_dir, store, data, acquisition, embeddings, filters)
     try:
         run.new_model(random_state=0)  # a bad model config fails here, before any stage runs

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +32,15 @@ def metric_functions(metrics: dict) -> dict[str, Any]:
 
 @dataclass
 class Embeddings:
-    """Where item embeddings come from: ``pixels`` (PCA of the pixels, computed once) or ``model`` (the current
-    model's ``embed``; pixels stand in while no model exists yet)."""
+    """Where item embeddings come from: ``pixels`` (PCA of the pixels, computed once), ``clip`` (a pretrained
+    encoder from local weights, computed once) or ``model`` (the current model's ``embed``; pixels stand in while
+    no model exists yet). The once-computed embeddings are stored under ``embeddings/static``."""
 
     name: str
     n_components: int
     seed: int
-    needs_pixels: bool
+    needs_static: bool
+    weights_path: str | None = None
     images: np.ndarray | None = None
     load: Any = None  # () -> stored pixel embeddings, bound to the run store
     _pixels: np.ndarray | None = field(default=None, repr=False)
@@ -49,28 +50,34 @@ class Embeddings:
     def from_config(cls, config: dict, acquisition: Any) -> Embeddings:
         section = config.get("embedder") or {"name": "pixels"}
         name = section.get("name", "pixels")
+        weights = section.get("weights_path")
         if name == "clip":
-            weights = section.get("weights_path")
-            if not weights or not Path(str(weights)).exists():
-                raise ConfigError(
-                    f"embedder.weights_path='{weights}' does not exist; a pretrained embedder needs its weights "
-                    "on disk (nothing is downloaded) - use embedder=pixels or embedder=model"
-                )
-            raise ConfigError("embedder=clip: no CLIP implementation is installed; use embedder=pixels or model")
+            from plugins.embedders.pretrained import check_available
+
+            try:
+                check_available(weights)
+            except FileNotFoundError as exc:
+                raise ConfigError(f"embedder.weights_path: {exc}") from None
         uses = any(EMBEDDING_INPUTS & set(f.inputs) for f in acquisition.functions())
         uses |= any(
             next(iter(inspect.signature(fn).parameters)) == "embeddings"
             for fn in metric_functions(config["metrics"]).values()
         )
         uses |= bool((config.get("filters") or {}).get("exclude_near_duplicates"))
-        return cls(name, int(section.get("n_components", 50)), int(config["seed"]), uses)
+        return cls(name, int(section.get("n_components", 50)), int(config["seed"]), uses, weights_path=weights)
 
-    def fit_pixels(self, images: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    def fit_static(self, images: np.ndarray) -> np.ndarray:
+        """Embeddings that do not change between rounds: pixel PCA, or the pretrained encoder's."""
+        if self.name == "clip":
+            from plugins.embedders.pretrained import LocalWeights
+
+            return np.asarray(LocalWeights(self.weights_path).fit_transform(images), dtype=np.float64)
         from plugins.embedders.pixels import PixelPCA
 
         return PixelPCA(n_components=self.n_components, random_state=self.seed).fit_transform(images)
 
-    def pixels(self) -> np.ndarray | None:
+    def static(self) -> np.ndarray | None:
+        """The once-computed embeddings of every item (pixel PCA or pretrained)."""
         if self._pixels is None and self.load is not None:
             self._pixels = self.load()
         return self._pixels
@@ -82,9 +89,9 @@ class Embeddings:
             if not self._warned:
                 log.info("embedder=model: no trained model yet, using pixel embeddings for this round")
                 self._warned = True
-        pixels = self.pixels()
+        pixels = self.static()
         if pixels is None:
-            raise ConfigError("embeddings were needed but not computed; this is a bug in the runner's planning")
+            raise RuntimeError("embeddings were needed but not computed at the embed stage")
         return pixels[indices]
 
 

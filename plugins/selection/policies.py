@@ -24,3 +24,96 @@ def topk(scores: np.ndarray, budget: int) -> np.ndarray:
         chosen = np.concatenate([above, tied])
     order = np.lexsort((chosen, -scores[chosen]))
     return chosen[order].astype(np.int64)
+
+
+def _best_first(scores: np.ndarray) -> np.ndarray:
+    """All positions ordered by score, highest first, ties to the lower position, NaN after every number."""
+    missing = np.isnan(scores)
+    # NaN is parked at 0 for the score key; the leading ``missing`` key already puts it last.
+    return np.lexsort((np.arange(len(scores)), -np.where(missing, 0.0, scores), missing))
+
+
+def _rank_within(groups: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items visited in ``order``: ``(group index, 0-based rank in its group)``, both in that order."""
+    _, group = np.unique(np.asarray(groups)[order], return_inverse=True)
+    group = group.reshape(-1)
+    by_group = np.argsort(group, kind="stable")  # stable: keeps the best-first order inside each group
+    sizes = np.bincount(group)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.empty(len(group), dtype=np.int64)
+    rank[by_group] = np.arange(len(group)) - np.repeat(starts, sizes)
+    return group, rank
+
+
+def class_balanced(scores: np.ndarray, budget: int, predicted: np.ndarray) -> np.ndarray:
+    """Spread the budget evenly over the predicted classes, best-first.
+
+    Round robin: the best item of every class, then the second best of every class, and so on; a class that
+    runs out simply drops out of later rounds, so its share goes to the others. When the budget ends inside a
+    round, that round's best items are taken. The chosen positions are returned best-first overall (score
+    descending, ties to the lower position; NaN scores rank below every number).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if len(predicted) != len(s):
+        raise ValueError(f"predicted has {len(predicted)} entries for {len(s)} scores")
+    k = min(int(budget), len(s))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    order = _best_first(s)
+    _, rank = _rank_within(predicted, order)
+    # Sorting by (round, overall rank) lists the picks round by round, best first within a round.
+    picked = np.lexsort((np.arange(len(s)), rank))[:k]
+    return order[np.sort(picked)].astype(np.int64)
+
+
+def stratified(scores: np.ndarray, budget: int, strata: np.ndarray) -> np.ndarray:
+    """The best items of every stratum, with the budget shared in proportion to stratum sizes.
+
+    Quotas are ``budget * size / n`` rounded by largest remainder: every stratum gets the floor, and the
+    seats left go to the largest fractional parts (equal parts: the stratum that sorts first). Quotas never
+    exceed stratum sizes. Returned best-first overall, as ``class_balanced``.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if len(strata) != len(s):
+        raise ValueError(f"strata has {len(strata)} entries for {len(s)} scores")
+    n = len(s)
+    k = min(int(budget), n)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    order = _best_first(s)
+    group, rank = _rank_within(strata, order)
+    sizes = np.bincount(group)
+    # Integer arithmetic: exact floors and remainders, no float ties decided by rounding noise.
+    quota, remainder = np.divmod(k * sizes, n)
+    seats_left = k - int(quota.sum())
+    quota[np.lexsort((np.arange(len(sizes)), -remainder))[:seats_left]] += 1
+    return order[np.flatnonzero(rank < quota[group])].astype(np.int64)
+
+
+def topk_cost(scores: np.ndarray, budget: float, cost: np.ndarray) -> np.ndarray:
+    """Greedy by score under a budget in cost units: take each item, best first, while it still fits.
+
+    An item that does not fit in what is left is skipped and the scan goes on, so a cheaper, lower-scored item
+    can still fill the gap. Items with a NaN or negative cost are never taken. Totals are compared with a
+    relative tolerance of 1e-9, so costs such as 0.1 + 0.2 fill a budget of 0.3. Returned in the order taken,
+    which is best-first.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    c = np.asarray(cost, dtype=np.float64)
+    if c.shape != s.shape:
+        raise ValueError(f"cost has shape {c.shape} for scores of shape {s.shape}")
+    remaining = float(budget)
+    tolerance = 1e-9 * max(1.0, abs(remaining))
+    order = _best_first(s)
+    ordered_cost = c[order]
+    usable = np.isfinite(ordered_cost) & (ordered_cost >= 0)
+    # Cheapest usable cost from each point on: once even that does not fit, nothing later can.
+    cheapest_after = np.minimum.accumulate(np.where(usable, ordered_cost, np.inf)[::-1])[::-1]
+    taken: list[int] = []
+    for i, (item_cost, ok) in enumerate(zip(ordered_cost.tolist(), usable.tolist(), strict=True)):
+        if cheapest_after[i] > remaining + tolerance:
+            break
+        if ok and item_cost <= remaining + tolerance:
+            taken.append(i)
+            remaining -= item_cost
+    return order[np.asarray(taken, dtype=np.int64)].astype(np.int64)
