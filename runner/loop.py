@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from runner import artifacts, contracts
 from runner.config import config_sha256, differing_keys, validate
-from runner.errors import ConfigError, PluginError
+from runner.errors import ConfigError, PluginError, RunnerError
 from runner.files import atomic_write_text
 from runner.store import GLOBAL_ROUND, Store
 
@@ -373,6 +373,8 @@ def _instantiate(node: dict, what: str, **kwargs: Any) -> Any:
     try:
         return instantiate(OmegaConf.create(node), **kwargs)
     except Exception as exc:  # Hydra wraps every failure in its own exception types
+        if isinstance(exc.__cause__, RunnerError):  # a plugin that already wrote its one-line message
+            raise exc.__cause__ from None
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{what} could not be created: {reason}") from None
 
@@ -382,6 +384,10 @@ def open_run(config: dict, run_dir: Path) -> Run:
     from runner import __version__
 
     validate(config)
+    if config["loop"].get("mode") == "human":  # labelling-platform rounds: see runner/platform.py
+        from runner.platform import open_platform_run
+
+        return open_platform_run(config, run_dir)
     acquisition = Acquisition.from_config(config["acquisition"])
     data = _instantiate(config["project"]["source"], f"project '{config['project']['name']}' source")
     check_sizes(config, data)
