@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -463,12 +464,15 @@ class ImageCache:
         return digest is not None and self.path(digest).exists()
 
     def put(self, data_hash: str, content: bytes) -> None:
-        from runner.files import atomic_write
-
         digest = hashlib.sha256(content).hexdigest()
         target = self.path(digest)
         if not target.exists():
-            atomic_write(target, lambda tmp: Path(tmp).write_bytes(content))
+            # Rename makes the file appear whole; no fsync per image (thousands of them), because a file
+            # lost in a crash is simply missing from the index written afterwards, and fetched again.
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, target)
         self.index[data_hash] = digest
 
     def read(self, data_hash: str) -> bytes:
