@@ -240,7 +240,7 @@ class Run:
 
         def write(tx: Store) -> None:
             tx.add_labels(selected, labels, round_)
-            for prefix in ("model/", "scores/", "candidates/"):
+            for prefix in ("model/", "scores/", "candidates/", "predicted/"):
                 tx.delete_blobs(f"{prefix}{round_:03d}")
 
         return write
@@ -414,6 +414,10 @@ def open_run(config: dict, run_dir: Path) -> Run:
     from runner import __version__
 
     validate(config)
+    if config["loop"].get("mode") == "human":  # labelling-platform rounds: see runner/platform.py
+        from runner.platform import open_platform_run
+
+        return open_platform_run(config, run_dir)
     acquisition = Acquisition.from_config(config["acquisition"])
     data = _instantiate(config["project"]["source"], f"project '{config['project']['name']}' source")
     check_sizes(config, data)

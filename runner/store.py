@@ -8,7 +8,7 @@ Tables
 - ``selections``: the items each round chose, with score and rank (1 = label first).
 - ``stages``: which stage of which round finished, and how long it took.
 - ``blobs``: named binary values (fitted models, score arrays, embeddings, metric columns).
-- ``tags``: free-form tags on items (e.g. ``to_label_next`` on a selection); filters read them.
+- ``tags``: named tags on items (``to_label_next`` on a selection, items parked in Complete); filters read them.
 """
 
 from __future__ import annotations
@@ -120,11 +120,14 @@ class Store:
         self._write("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # --- items and labels -------------------------------------------------------------------------
-    def add_items(self, item_ids: Sequence[str], splits: Sequence[str], truths: Sequence[int | None]) -> None:
+    def add_items(
+        self, item_ids: Sequence[str], splits: Sequence[str], truths: Sequence[int | None], start: int = 0
+    ) -> None:
+        """``start``: index of the first new item (a platform project gains items between rounds)."""
         self._write_many(
             "INSERT INTO items(idx, item_id, split, truth) VALUES (?, ?, ?, ?)",
             ((i, str(item), split, None if t is None else int(t))
-             for i, (item, split, t) in enumerate(zip(item_ids, splits, truths, strict=True))),
+             for i, (item, split, t) in enumerate(zip(item_ids, splits, truths, strict=True), start)),
         )
 
     def item_ids(self) -> list[str]:
@@ -143,6 +146,16 @@ class Store:
             "INSERT INTO labels(idx, label, round) VALUES (?, ?, ?)",
             ((int(i), int(y), round_) for i, y in zip(indices, labels, strict=True)),
         )
+
+    def replace_labels(self, indices: np.ndarray, labels: np.ndarray) -> None:
+        """Change known labels (an annotator corrected them), keeping the round that acquired them."""
+        self._write_many(
+            "UPDATE labels SET label = ? WHERE idx = ?",
+            ((int(y), int(i)) for i, y in zip(indices, labels, strict=True)),
+        )
+
+    def delete_labels(self, indices: np.ndarray) -> None:
+        self._write_many("DELETE FROM labels WHERE idx = ?", ((int(i),) for i in indices))
 
     def labeled(self) -> tuple[np.ndarray, np.ndarray]:
         """Indices and labels of every labelled item, in index order."""
@@ -225,11 +238,33 @@ class Store:
         data = self.get_blob(name)
         return None if data is None else np.load(io.BytesIO(data), allow_pickle=False)
 
+    def forget_round(self, round_: int) -> None:
+        """Drop everything a round computed, so it is computed again (its inputs changed before it acted)."""
+        for table in ("stages", "selections", "rounds"):
+            self._write(f"DELETE FROM {table} WHERE round = ?", (round_,))
+        for prefix in ("model/", "scores/", "candidates/", "predicted/"):
+            self.delete_blobs(f"{prefix}{round_:03d}")
+
     # --- tags -------------------------------------------------------------------------------------
     def add_tags(self, indices: np.ndarray, tag: str, round_: int) -> None:
         self._write_many(
-            "INSERT OR IGNORE INTO tags(idx, tag, round) VALUES (?, ?, ?)", ((int(i), tag, round_) for i in indices)
+            "INSERT OR REPLACE INTO tags(idx, tag, round) VALUES (?, ?, ?)",
+            ((int(i), tag, round_) for i in indices),
         )
+
+    def remove_tags(self, indices: np.ndarray, tag: str) -> None:
+        self._write_many("DELETE FROM tags WHERE idx = ? AND tag = ?", ((int(i), tag) for i in indices))
+
+    def tagged(self, tag: str) -> np.ndarray:
+        rows = self._conn.execute("SELECT idx FROM tags WHERE tag = ? ORDER BY idx", (tag,)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def tag_rows(self) -> list[tuple[str, str, int]]:
+        """``(item_id, tag, round)`` for every tag, in item order."""
+        return self._conn.execute(
+            "SELECT items.item_id, tags.tag, tags.round FROM tags JOIN items ON items.idx = tags.idx "
+            "ORDER BY tags.idx, tags.tag"
+        ).fetchall()
 
     def tags(self) -> dict[int, set[str]]:
         """Tags per item index (items without tags are absent)."""

@@ -1,0 +1,530 @@
+"""An in-process stand-in for an Encord workflow project: ``Project``, ``LabelRowV2``, bundles, workflow.
+
+It backs two things: project exports on disk (``project=encord_export``, so the whole workflow runs
+without credentials) and the tests (in memory, with injected failures). It mirrors the signatures of the
+real SDK methods the adapter uses, and it leaves everything about labels to the real SDK: label-row dicts
+are built and parsed by ``encord`` itself (detached ``LabelRowV2``), so a classification read here is read
+exactly as from a live project.
+
+Behaviour copied from the SDK (0.1.21x) because the adapter depends on it:
+- ``list_label_rows_v2`` returns snapshots; acting on a row changes the platform, not the snapshot.
+- ``initialise_labels`` creates the label row of a row that has none (it gets a label hash), and with
+  ``include_signed_url=True`` ``data_link`` becomes a fetchable URL (here a ``file://`` URL).
+- ``workflow_reopen`` does nothing for a row without a label row; ``workflow_complete`` refuses one.
+- Bundled operations run when the ``with`` block ends, grouped by kind, ``bundle_size`` at a time; an
+  exception inside the block cancels them; a failing batch leaves the batches before it applied.
+Not in the SDK: :meth:`OfflineProject.simulate_annotation` (an annotator labelling a task) and ``faults``
+(a hook called before every server operation, which tests use to raise errors).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from runner.files import atomic_write_text
+
+DEFAULT_WORKFLOW = (("Annotate 1", "ANNOTATION"), ("Review 1", "REVIEW"), ("Complete", "DONE"))
+FIXED_TIME = datetime(2024, 1, 1, 12, 0, 0)
+Faults = Callable[[str, list[str]], None]
+
+
+def stable_uuid(*parts: object) -> str:
+    """Deterministic ids, so an export generated twice is the same export."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "al-runner/" + "/".join(map(str, parts))))
+
+
+# --- label-row dicts, made and read by the SDK --------------------------------------------------------------
+def make_labels(
+    structure: Any,
+    metadata: dict,
+    classification: str | None = None,
+    answer: str | None = None,
+) -> dict:
+    """The SDK's label-row dict of an image row, empty or with one radio answer."""
+    from encord.objects import LabelRowV2
+    from encord.objects.attributes import RadioAttribute
+    from encord.orm.storage import CustomerProvidedImageMetadata
+
+    media = CustomerProvidedImageMetadata(
+        mimeType="image/png",
+        fileSize=int(metadata.get("file_size", 0) or 0),
+        height=int(metadata["height"]),
+        width=int(metadata["width"]),
+    )
+    row = LabelRowV2.from_media_metadata(SimpleNamespace(structure=structure), media)
+    if answer is not None:
+        attribute = structure.get_child_by_title(title=classification, type_=RadioAttribute)
+        option = next(o for o in attribute.options if o.title == answer)
+        owner = next(c for c in structure.classifications if attribute in c.attributes)
+        instance = owner.create_instance()
+        instance.set_answer(option, attribute=attribute)
+        instance.set_for_frames(0, created_at=FIXED_TIME, last_edited_at=FIXED_TIME)
+        row.add_classification_instance(instance)
+    labels = row.to_encord_dict()
+    # The SDK draws classification hashes at random; derive them from the row so exports are reproducible.
+    renamed = {}
+    for number, answer_ in enumerate(labels["classification_answers"].values()):
+        answer_["classificationHash"] = stable_uuid("classification", metadata["data_hash"], number)[:8]
+        renamed[answer_["classificationHash"]] = answer_
+    labels["classification_answers"] = renamed
+    # The detached row carries placeholder identities; give it the row's own.
+    unit = next(iter(labels["data_units"].values()))
+    unit.update(
+        data_hash=metadata["data_hash"], data_title=metadata["data_title"], data_link=metadata["data_link"]
+    )
+    labels.update(
+        label_hash=metadata["label_hash"],
+        data_hash=metadata["data_hash"],
+        data_title=metadata["data_title"],
+        dataset_hash=metadata["dataset_hash"],
+        dataset_title=metadata["dataset_title"],
+        created_at="Mon, 01 Jan 2024 12:00:00 UTC",
+        last_edited_at="Mon, 01 Jan 2024 12:00:00 UTC",
+        data_units={metadata["data_hash"]: unit},
+        label_status="LABELLED" if answer is not None else "LABEL_IN_PROGRESS",
+    )
+    return labels
+
+
+def read_labels(structure: Any, metadata: dict, labels: dict) -> Any:
+    """A detached SDK ``LabelRowV2`` holding ``labels``."""
+    from encord.objects import LabelRowV2
+    from encord.orm.label_row import LabelRowMetadata
+
+    row = LabelRowV2(LabelRowMetadata.from_dict(metadata), None, SimpleNamespace(structure=structure))
+    row.from_labels_dict(copy.deepcopy(labels))
+    return row
+
+
+def new_metadata(
+    data_hash: str,
+    title: str,
+    stage: dict | None,
+    priority: float | None,
+    width: int,
+    height: int,
+    dataset_hash: str = "",
+    dataset_title: str = "",
+) -> dict:
+    """Row metadata in the shape ``LabelRowMetadata.from_dict`` reads (what ``list_label_rows_v2``
+    returns)."""
+    return {
+        "label_hash": None,
+        "created_at": None,
+        "last_edited_at": None,
+        "branch_name": "main",
+        "data_hash": data_hash,
+        "dataset_hash": dataset_hash,
+        "dataset_title": dataset_title,
+        "data_title": title,
+        "data_type": "IMAGE",
+        "data_link": f"images/{data_hash}.png",
+        "spaces": {},
+        "label_status": "NOT_LABELLED",
+        "annotation_task_status": "QUEUED",
+        "workflow_graph_node": stage,
+        "is_shadow_data": False,
+        "number_of_frames": 1,
+        "height": height,
+        "width": width,
+        "task_uuid": stable_uuid("task", data_hash),
+        "priority": priority,
+    }
+
+
+# --- workflow -----------------------------------------------------------------------------------------------
+class OfflineStage:
+    def __init__(self, project: OfflineProject, uuid_: str, title: str, stage_type: str) -> None:
+        from encord.orm.workflow import WorkflowStageType
+
+        self._project = project
+        self._uuid = uuid.UUID(uuid_)
+        self._title = title
+        self._type = WorkflowStageType(stage_type)
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        self._project._log("WorkflowStageBase", "uuid")
+        return self._uuid
+
+    @property
+    def title(self) -> str:
+        self._project._log("WorkflowStageBase", "title")
+        return self._title
+
+    @property
+    def stage_type(self) -> Any:
+        self._project._log("AnnotationStage", "stage_type")
+        return self._type
+
+
+class OfflineWorkflow:
+    def __init__(self, project: OfflineProject) -> None:
+        self._project = project
+
+    @property
+    def stages(self) -> list[OfflineStage]:
+        self._project._log("Workflow", "stages")
+        return [
+            OfflineStage(self._project, s["uuid"], s["title"], s["stage_type"]) for s in self._project.stages
+        ]
+
+
+class OfflineBundle:
+    """Deferred operations, run at the end of the ``with`` block (see the module notes)."""
+
+    def __init__(self, project: OfflineProject, bundle_size: int | None) -> None:
+        self._project = project
+        self._size = bundle_size or 1000
+        self._ops: dict[str, list[tuple[str, Callable[[], None]]]] = {}
+
+    def add(self, kind: str, data_hash: str, apply: Callable[[], None]) -> None:
+        self._ops.setdefault(kind, []).append((data_hash, apply))
+
+    def execute(self) -> None:
+        ops, self._ops = self._ops, {}
+        for kind, items in ops.items():
+            for start in range(0, len(items), self._size):
+                self._project._server(kind, items[start : start + self._size])
+
+    def __enter__(self) -> OfflineBundle:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.execute()
+
+
+# --- label rows ---------------------------------------------------------------------------------------------
+class OfflineLabelRow:
+    """A snapshot of one row, with the ``LabelRowV2`` methods the adapter uses."""
+
+    def __init__(self, project: OfflineProject, metadata: dict) -> None:
+        self._project = project
+        self._meta = copy.deepcopy(metadata)
+        self._labels: Any = None
+
+    def _get(self, name: str) -> Any:
+        self._project._log("LabelRowV2", name)
+        return self._meta[name]
+
+    @property
+    def data_hash(self) -> str:
+        return self._get("data_hash")
+
+    @property
+    def data_title(self) -> str:
+        return self._get("data_title")
+
+    @property
+    def label_hash(self) -> str | None:
+        return self._get("label_hash")
+
+    @property
+    def data_link(self) -> str | None:
+        return self._get("data_link")
+
+    @property
+    def workflow_graph_node(self) -> Any:
+        from encord.orm.label_row import WorkflowGraphNode
+
+        return WorkflowGraphNode.from_optional_dict(self._get("workflow_graph_node"))
+
+    @property
+    def priority(self) -> float | None:
+        return self._get("priority")
+
+    @property
+    def task_uuid(self) -> uuid.UUID | None:
+        value = self._get("task_uuid")
+        return None if value is None else uuid.UUID(value)
+
+    def initialise_labels(
+        self,
+        include_object_feature_hashes: set[str] | None = None,
+        include_classification_feature_hashes: set[str] | None = None,
+        include_reviews: bool = False,
+        include_archived: bool = False,
+        overwrite: bool = False,
+        bundle: Any = None,
+        *,
+        include_signed_url: bool = False,
+    ) -> None:
+        from encord.exceptions import LabelRowError
+
+        self._project._log(
+            "LabelRowV2",
+            "initialise_labels",
+            overwrite=overwrite,
+            bundle=bundle,
+            include_signed_url=include_signed_url,
+        )
+        if self._labels is not None and not overwrite:
+            raise LabelRowError("label row already initialised; pass overwrite=True")
+
+        def apply() -> None:
+            record = self._project._create_label_row(self.data_hash)
+            self._meta = copy.deepcopy(record["metadata"])
+            if include_signed_url:
+                self._meta["data_link"] = self._project.signed_url(self.data_hash)
+            self._labels = read_labels(self._project.structure, self._meta, record["labels"])
+
+        self._project._run("initialise_labels", self._meta["data_hash"], apply, bundle)
+
+    def get_classification_instances(
+        self, filter_ontology_classification: Any = None, filter_frames: Any = None
+    ) -> list[Any]:
+        from encord.exceptions import LabelRowError
+
+        self._project._log("LabelRowV2", "get_classification_instances")
+        if self._labels is None:
+            raise LabelRowError("labels are not initialised; call initialise_labels() first")
+        return self._labels.get_classification_instances(filter_ontology_classification, filter_frames)
+
+    def set_priority(self, priority: float, bundle: Any = None) -> None:
+        self._project._log("LabelRowV2", "set_priority", priority=priority, bundle=bundle)
+        data_hash = self._meta["data_hash"]
+
+        def apply() -> None:
+            from encord.exceptions import OperationNotAllowed
+
+            record = self._project.records[data_hash]["metadata"]
+            if self._project.is_final(record):
+                raise OperationNotAllowed(f"task of {data_hash} is complete; it has no priority")
+            record["priority"] = float(priority)
+
+        self._project._run("set_priority", data_hash, apply, bundle)
+
+    def workflow_reopen(self, bundle: Any = None) -> None:
+        self._project._log("LabelRowV2", "workflow_reopen", bundle=bundle)
+        if self._meta["label_hash"] is None:
+            return  # as the SDK: nothing moved yet, nothing to reopen
+        data_hash = self._meta["data_hash"]
+
+        def apply() -> None:
+            record = self._project.records[data_hash]["metadata"]
+            record["workflow_graph_node"] = self._project.stage_node("ANNOTATION")
+            record["priority"] = 0.5 if record["priority"] is None else record["priority"]
+
+        self._project._run("workflow_reopen", data_hash, apply, bundle)
+
+    def workflow_complete(self, bundle: Any = None) -> None:
+        from encord.exceptions import LabelRowError
+
+        self._project._log("LabelRowV2", "workflow_complete", bundle=bundle)
+        if self._meta["label_hash"] is None:
+            raise LabelRowError("For this operation you need to initialize labelling first.")
+        data_hash = self._meta["data_hash"]
+
+        def apply() -> None:
+            record = self._project.records[data_hash]["metadata"]
+            record["workflow_graph_node"] = self._project.stage_node("DONE")
+            record["priority"] = None
+
+        self._project._run("workflow_complete", data_hash, apply, bundle)
+
+
+# --- the project --------------------------------------------------------------------------------------------
+class OfflineProject:
+    """Rows (``{"metadata": ..., "labels": ... | None}`` by data hash), ontology, workflow and images."""
+
+    def __init__(
+        self,
+        records: dict[str, dict],
+        ontology: dict,
+        stages: Sequence[dict],
+        image_dir: str | Path,
+        path: str | Path | None = None,
+        faults: Faults | None = None,
+        title: str = "offline",
+        project_hash: str = "",
+    ) -> None:
+        from encord.objects.ontology_structure import OntologyStructure
+
+        self.records = records
+        self.ontology = ontology
+        self.structure = OntologyStructure.from_dict(copy.deepcopy(ontology))
+        self.stages = list(stages)
+        self.image_dir = Path(image_dir)
+        self.path = None if path is None else Path(path)
+        self.faults = faults
+        self.title = title
+        self.project_hash = project_hash
+        self.calls: set[tuple[str, str, tuple[str, ...]]] = set()
+        self.server_calls: list[tuple[str, list[str]]] = []
+
+    # --- SDK surface ----------------------------------------------------------------------------------------
+    @property
+    def ontology_structure(self) -> Any:
+        self._log("Project", "ontology_structure")
+        return self.structure
+
+    @property
+    def workflow(self) -> OfflineWorkflow:
+        self._log("Project", "workflow")
+        return OfflineWorkflow(self)
+
+    def list_label_rows_v2(
+        self,
+        data_hashes: list[str] | None = None,
+        label_hashes: list[str] | None = None,
+        edited_before: Any = None,
+        edited_after: Any = None,
+        label_statuses: Any = None,
+        shadow_data_state: Any = None,
+        data_title_eq: str | None = None,
+        data_title_like: str | None = None,
+        workflow_graph_node_title_eq: str | None = None,
+        workflow_graph_node_title_like: str | None = None,
+        include_workflow_graph_node: bool = True,
+        include_client_metadata: bool = False,
+        include_images_data: bool = False,
+        include_children: bool = False,
+        include_all_label_branches: bool = False,
+        branch_name: str | None = None,
+        resolve_client_metadata_locally: bool = False,
+    ) -> list[OfflineLabelRow]:
+        self._log(
+            "Project",
+            "list_label_rows_v2",
+            data_hashes=data_hashes,
+            include_workflow_graph_node=include_workflow_graph_node,
+        )
+        wanted = None if data_hashes is None else {str(h) for h in data_hashes}
+        self._server("list_label_rows_v2", [(h, lambda: None) for h in (wanted or [])])
+        rows = []
+        for data_hash, record in self.records.items():
+            meta = record["metadata"]
+            node = meta["workflow_graph_node"]
+            if wanted is not None and data_hash not in wanted:
+                continue
+            if label_hashes is not None and meta["label_hash"] not in set(map(str, label_hashes)):
+                continue
+            if data_title_eq is not None and meta["data_title"] != data_title_eq:
+                continue
+            if (
+                workflow_graph_node_title_eq is not None
+                and (node or {}).get("title") != workflow_graph_node_title_eq
+            ):
+                continue
+            if not include_workflow_graph_node:
+                meta = {**meta, "workflow_graph_node": None}
+            rows.append(OfflineLabelRow(self, meta))
+        return rows
+
+    def create_bundle(self, bundle_size: int | None = None) -> OfflineBundle:
+        self._log("Project", "create_bundle", bundle_size=bundle_size)
+        return OfflineBundle(self, bundle_size)
+
+    # --- the "server" ---------------------------------------------------------------------------------------
+    def _log(self, cls: str, name: str, **kwargs: Any) -> None:
+        self.calls.add((cls, name, tuple(sorted(kwargs))))
+
+    def _run(
+        self, kind: str, data_hash: str, apply: Callable[[], None], bundle: OfflineBundle | None
+    ) -> None:
+        if bundle is None:
+            self._server(kind, [(data_hash, apply)])
+        else:
+            bundle.add(kind, data_hash, apply)
+
+    def _server(self, kind: str, items: Sequence[tuple[str, Callable[[], None]]]) -> None:
+        """One request: the fault hook may fail it before anything happens; otherwise all of it applies."""
+        hashes = [h for h, _ in items]
+        if self.faults is not None:
+            self.faults(kind, hashes)
+        for _, apply in items:
+            apply()
+        self.server_calls.append((kind, hashes))
+        if kind != "list_label_rows_v2":
+            self.save()
+
+    def _create_label_row(self, data_hash: str) -> dict:
+        record = self.records[data_hash]
+        if record["metadata"]["label_hash"] is None:
+            record["metadata"]["label_hash"] = stable_uuid("label", data_hash)
+            record["metadata"]["created_at"] = FIXED_TIME.isoformat()
+            record["metadata"]["label_status"] = "LABEL_IN_PROGRESS"
+        if record["labels"] is None:
+            record["labels"] = make_labels(self.structure, record["metadata"])
+        return record
+
+    def stage_node(self, stage_type: str) -> dict:
+        stage = next(s for s in self.stages if s["stage_type"] == stage_type)
+        return {"uuid": stage["uuid"], "title": stage["title"]}
+
+    def is_final(self, metadata: dict) -> bool:
+        final = {s["title"] for s in self.stages if s["stage_type"] == "DONE"}
+        return (metadata["workflow_graph_node"] or {}).get("title") in final
+
+    def signed_url(self, data_hash: str) -> str:
+        return (self.image_dir / f"{data_hash}.png").resolve().as_uri()
+
+    # --- not in the SDK: annotators, persistence ------------------------------------------------------------
+    def simulate_annotation(
+        self, data_hash: str, classification: str, answer: str, stage_type: str = "DONE"
+    ) -> None:
+        """An annotator answers the radio classification; the task moves on (to Complete by default)."""
+        record = self._create_label_row(data_hash)
+        record["labels"] = make_labels(self.structure, record["metadata"], classification, answer)
+        record["metadata"]["label_status"] = "LABELLED"
+        record["metadata"]["workflow_graph_node"] = self.stage_node(stage_type)
+        if stage_type == "DONE":
+            record["metadata"]["priority"] = None
+        self.save()
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        rows = [self.records[h] for h in sorted(self.records)]
+        atomic_write_text(self.path / "label_rows.json", json.dumps(rows, indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, faults: Faults | None = None) -> OfflineProject:
+        root = Path(path)
+        if not (root / "project.json").exists() or not (root / "label_rows.json").exists():
+            raise FileNotFoundError(
+                f"{root} is not a project export (needs project.json and label_rows.json)"
+            )
+        project = json.loads((root / "project.json").read_text(encoding="utf-8"))
+        rows = json.loads((root / "label_rows.json").read_text(encoding="utf-8"))
+        records = {r["metadata"]["data_hash"]: r for r in rows}
+        return cls(
+            records,
+            project["ontology"],
+            project["workflow"],
+            root / "images",
+            path=root,
+            faults=faults,
+            title=project.get("title", root.name),
+            project_hash=project.get("project_hash", ""),
+        )
+
+    def write_project_json(self) -> None:
+        assert self.path is not None
+        atomic_write_text(
+            self.path / "project.json",
+            json.dumps(
+                {
+                    "title": self.title,
+                    "project_hash": self.project_hash,
+                    "ontology": self.ontology,
+                    "workflow": self.stages,
+                },
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n",
+        )
+
+
+def connect(credentials: Any, project_hash: str, domain: str, path: str) -> OfflineProject:
+    """Stands in for :func:`plugins.sources.encord_sdk.login` (same arguments plus the export's path)."""
+    return OfflineProject.load(path)

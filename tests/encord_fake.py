@@ -1,0 +1,68 @@
+"""In-memory Encord projects for the tests: the offline stand-in (``plugins.sources.encord_offline``) with
+no file behind it, plus failure injection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from plugins.sources.encord_export import make_example
+from plugins.sources.encord_offline import OfflineProject
+
+_TEMPLATES: dict[tuple[int, int], Path] = {}
+
+
+def example_export(tmp_path: Path, n: int = 40, labelled: int = 12) -> Path:
+    """A small MNIST export under ``tmp_path`` (generated once per size per session, then copied)."""
+    key = (n, labelled)
+    if key not in _TEMPLATES or not _TEMPLATES[key].exists():
+        template = Path(tmp_path.parent) / f"encord-template-{n}-{labelled}"
+        make_example(template, n=n, labelled=labelled)
+        _TEMPLATES[key] = template
+    target = tmp_path / "export"
+    shutil.copytree(_TEMPLATES[key], target)
+    return target
+
+
+def memory_project(
+    tmp_path: Path, n: int = 40, labelled: int = 12, faults: Callable | None = None
+) -> OfflineProject:
+    """A project held in memory only (images stay on disk, as signed URLs point somewhere)."""
+    project = OfflineProject.load(example_export(tmp_path, n, labelled), faults=faults)
+    project.path = None
+    return project
+
+
+def answer_key(project_dir: Path) -> dict[str, str]:
+    return json.loads((project_dir / "answer_key.json").read_text(encoding="utf-8"))
+
+
+class Faults:
+    """Fails chosen server operations: ``transient`` times with a retryable error, or for good."""
+
+    def __init__(self) -> None:
+        self.rules: list[dict] = []
+        self.raised: list[tuple[str, list[str]]] = []
+
+    def fail(
+        self,
+        kind: str,
+        times: int = 1,
+        transient: bool = True,
+        when: Callable[[list[str]], bool] | None = None,
+    ) -> Faults:
+        self.rules.append({"kind": kind, "times": times, "transient": transient, "when": when})
+        return self
+
+    def __call__(self, kind: str, hashes: list[str]) -> None:
+        from encord.exceptions import AuthorisationError, GenericServerError
+
+        for rule in self.rules:
+            if rule["kind"] == kind and rule["times"] > 0 and (rule["when"] is None or rule["when"](hashes)):
+                rule["times"] -= 1
+                self.raised.append((kind, hashes))
+                if rule["transient"]:
+                    raise GenericServerError("503 Service Unavailable")
+                raise AuthorisationError("not allowed for this task")
