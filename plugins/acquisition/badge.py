@@ -1,0 +1,71 @@
+"""BADGE (Ash et al. 2020): k-means++ seeding on last-layer gradient embeddings, a batch strategy.
+
+The gradient of the cross-entropy loss with respect to the last linear layer, taking the predicted class as
+the label, is g_i = (p_i - onehot(argmax p_i)) outer x_i: its norm measures uncertainty, its direction
+diversity. g_i has C*d entries, so it is never built: with a_i = p_i - onehot(argmax p_i),
+<g_i, g_j> = <a_i, a_j> <x_i, x_j>, hence
+    ||g_i - g_j||^2 = |a_i|^2 |x_i|^2 + |a_j|^2 |x_j|^2 - 2 <a_i, a_j> <x_i, x_j>,
+which costs O(n (C + d)) time per new centre and O(n (C + d)) memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of ``min(budget, n)`` candidates chosen by k-means++ seeding on gradient embeddings.
+
+    Returned in the order chosen. The first centre is the largest gradient embedding (as in the paper's
+    reference procedure); each next one is drawn with probability proportional to its squared distance to the
+    nearest centre so far. When every remaining distance is 0 (duplicates of chosen points), the next one is
+    drawn uniformly from the remaining.
+    """
+    a, x = gradient_factors(probs, embeddings)
+    n = len(x)
+    k = min(int(budget), n)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    a_sq = np.einsum("ij,ij->i", a, a)
+    x_sq = np.einsum("ij,ij->i", x, x)
+    g_sq = a_sq * x_sq
+
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = int(np.argmax(g_sq))
+    nearest = np.full(n, np.inf)
+    available = np.ones(n, dtype=bool)
+    for step in range(k):
+        if step:
+            chosen[step] = _draw(nearest, available, rng)
+        c = chosen[step]
+        available[c] = False
+        d2 = g_sq + g_sq[c] - 2.0 * (a @ a[c]) * (x @ x[c])
+        np.minimum(nearest, np.maximum(d2, 0.0), out=nearest)
+        # Chosen points get weight 0 exactly, whatever rounding left in d2.
+        nearest[c] = 0.0
+    return chosen
+
+
+def gradient_factors(probs: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two factors (a, x) of g_i = a_i outer x_i: a = p - onehot(argmax p), x the embedding rows."""
+    p = np.asarray(probs, dtype=np.float64)
+    x = np.asarray(embeddings, dtype=np.float64)
+    if p.ndim != 2 or x.ndim != 2 or len(p) != len(x):
+        raise ValueError(f"probs (n, C) and embeddings (n, d) need the same n, got {p.shape} and {x.shape}")
+    a = p.copy()
+    a[np.arange(len(p)), p.argmax(axis=1)] -= 1.0
+    return a, x
+
+
+def gradient_embeddings(probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """The full (n, C*d) gradient embeddings, for small inputs and for checking the factored distances."""
+    a, x = gradient_factors(probs, embeddings)
+    return (a[:, :, None] * x[:, None, :]).reshape(len(x), -1)
+
+
+def _draw(weights: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> int:
+    """One position drawn in proportion to ``weights``; uniformly from ``available`` when all are 0."""
+    total = weights.sum()
+    if total > 0:
+        return int(rng.choice(len(weights), p=weights / total))
+    return int(rng.choice(np.flatnonzero(available)))

@@ -1,0 +1,94 @@
+"""TypiClust (Hacohen et al. 2022): typical points of uncovered clusters, for low budgets and cold starts.
+
+k-means splits labelled plus candidate embeddings into m + budget clusters (m labelled). Each pick goes to the
+cluster holding the fewest labelled-or-already-picked points, the largest such cluster first (ties: lower
+cluster label), and takes its most typical unpicked candidate, where
+
+    typicality(x) = 1 / mean distance from x to its K nearest neighbours in the cluster, K = min(k, size - 1).
+
+So the first picks cover the largest clusters that hold no labelled point; once every cluster holds one, the
+next picks go round again. Works with m = 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.neighbors import NearestNeighbors
+
+# Above this many clusters full k-means gets slow; the paper's runs switch to mini-batch k-means there too.
+FULL_KMEANS_MAX_CLUSTERS = 50
+
+
+def typiclust(
+    embeddings: np.ndarray,
+    labeled_embeddings: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    k_neighbors: int = 20,
+) -> np.ndarray:
+    """Positions of ``min(budget, n)`` candidates, one typical point per uncovered cluster, largest first."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (n, d), got shape {x.shape}")
+    n, d = x.shape
+    k = min(int(budget), n)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    labeled = np.asarray(labeled_embeddings, dtype=np.float64).reshape(-1, d)
+    m = len(labeled)
+
+    everything = np.concatenate([x, labeled]) if m else x
+    labels = kmeans_labels(everything, min(m + k, n + m), rng)
+    candidate_labels, labeled_labels = labels[:n], labels[n:]
+    n_clusters = int(labels.max()) + 1
+    sizes = np.bincount(labels, minlength=n_clusters)
+    covered = np.bincount(labeled_labels, minlength=n_clusters)
+    left = np.bincount(candidate_labels, minlength=n_clusters)  # candidates not yet picked, per cluster
+
+    typicality: dict[int, np.ndarray] = {}
+    taken = np.zeros(n, dtype=bool)
+    chosen = np.empty(k, dtype=np.int64)
+    for step in range(k):
+        # Fewest covered points first, then the largest cluster, then the lower label; only clusters with a
+        # candidate left qualify.
+        order = np.lexsort((np.arange(n_clusters), -sizes, covered))
+        cluster = int(next(c for c in order if left[c] > 0))
+        members = np.flatnonzero(candidate_labels == cluster)
+        if cluster not in typicality:
+            typicality[cluster] = _typicality(everything[labels == cluster], k_neighbors)[: len(members)]
+        scores = np.where(taken[members], -np.inf, typicality[cluster])
+        pick = int(members[np.argmax(scores)])
+        chosen[step] = pick
+        taken[pick] = True
+        covered[cluster] += 1
+        left[cluster] -= 1
+    return chosen
+
+
+def typicality_scores(points: np.ndarray, k_neighbors: int = 20) -> np.ndarray:
+    """1 / mean distance to the ``min(k_neighbors, len - 1)`` nearest other points (1 for a lone point)."""
+    return _typicality(np.asarray(points, dtype=np.float64), k_neighbors)
+
+
+def kmeans_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """Seeded k-means labels (mini-batch above ``FULL_KMEANS_MAX_CLUSTERS`` clusters)."""
+    seed = int(rng.integers(2**31 - 1))
+    n_clusters = max(1, min(int(n_clusters), len(x)))
+    if n_clusters <= FULL_KMEANS_MAX_CLUSTERS:
+        model = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed)
+    else:
+        model = MiniBatchKMeans(n_clusters=n_clusters, n_init=3, random_state=seed, batch_size=4096)
+    labels = model.fit_predict(x)
+    # Relabel to 0..K'-1 so that empty clusters (possible with mini-batch) leave no gaps.
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
+
+
+def _typicality(points: np.ndarray, k_neighbors: int) -> np.ndarray:
+    """Typicality per row of ``points``, in row order (callers slice the candidates off the front)."""
+    if len(points) < 2:
+        return np.ones(len(points))
+    k = min(int(k_neighbors), len(points) - 1)
+    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+    # Column 0 is the point itself (distance 0); duplicates can make the mean 0, hence the floor.
+    return 1.0 / np.maximum(distances[:, 1:].mean(axis=1), 1e-12)
