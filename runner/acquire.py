@@ -159,7 +159,7 @@ def score_candidates(function: ScoreFunction, provider: InputProvider, chunk_siz
 def select_batch(function: ScoreFunction, provider: InputProvider, budget: int) -> np.ndarray:
     """Positions a batch strategy chose, checked: distinct, in range, at most ``budget``."""
     n = len(provider.candidates)
-    kwargs = {name: provider.get(name) for name in function.inputs}
+    kwargs = {name: provider.get(name) for name in function.inputs if name != "budget"}
     kwargs["budget"] = budget
     try:
         positions = np.asarray(function.function(**kwargs))

@@ -179,11 +179,13 @@ class Run:
                 if component.score is not None:
                     columns[component.name] = score_candidates(component.score, provider, len(candidates) or 1)
                 else:
-                    columns[component.name] = self.metric_column(component.metric)[candidates]
+                    columns[component.name] = neutral_fill(self.metric_column(component.metric)[candidates])
                 weights[component.name] = component.weight
-            scores = contracts.check_scores(
-                acquisition.main.function(columns=columns, weights=weights), len(candidates), acquisition.main.label
-            )
+            try:
+                combined = acquisition.main.function(columns=columns, weights=weights)
+            except ValueError as exc:
+                raise PluginError(f"{acquisition.main.label}: {exc}") from None
+            scores = contracts.check_scores(combined, len(candidates), acquisition.main.label)
         else:
             chunk = int(self.config["selection"].get("chunk_size") or 8192)
             scores = score_candidates(acquisition.main, provider, chunk)
@@ -343,6 +345,16 @@ class Run:
             with self.store.transaction() as tx:
                 tx.mark_done(GLOBAL_ROUND, "finish", 0.0)
         return summary
+
+
+def neutral_fill(values: np.ndarray) -> np.ndarray:
+    """A metric column with items it could not score set to the median, so they neither win nor lose by it."""
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    filled = values.copy()
+    filled[missing] = np.nanmedian(values) if (~missing).any() else 0.0
+    return filled
 
 
 def summarize(rows: list[dict], config: dict, stopped: str) -> dict:
