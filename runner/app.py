@@ -56,8 +56,12 @@ def finished_summary(config: dict, run_dir: Path) -> dict | None:
     state, summary_path = run_dir / "state.sqlite", run_dir / "summary.json"
     if not state.is_file() or not summary_path.is_file():
         return None
-    # Read-only, so that probing a finished run never writes to it.
-    conn = sqlite3.connect(f"{state.resolve().as_uri()}?mode=ro", uri=True)
+    # Read-only, so that probing a finished run never writes to it. A killed run's store may need its
+    # write-ahead log recovered, which read-only cannot do: that run is unfinished anyway, so open_run resumes it.
+    try:
+        conn = sqlite3.connect(f"{state.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
     try:
         recorded = conn.execute("SELECT value FROM meta WHERE key = 'config_sha256'").fetchone()
         done = conn.execute(

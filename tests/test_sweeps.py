@@ -34,7 +34,8 @@ def sweep(sweep_dir: Path, *extra: str, python: str = sys.executable, check: boo
 
 def stages(run_dir: Path) -> list[tuple]:
     """Every recorded stage with its measured seconds: a stage run again would record new seconds."""
-    conn = sqlite3.connect(f"{(run_dir / 'state.sqlite').as_uri()}?mode=ro", uri=True)
+    # Read-write on purpose: a killed job leaves a write-ahead log that only a writer may fold back in.
+    conn = sqlite3.connect(run_dir / "state.sqlite")
     try:
         return conn.execute("SELECT round, stage, seconds FROM stages ORDER BY round, stage").fetchall()
     finally:
