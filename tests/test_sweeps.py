@@ -109,6 +109,16 @@ def test_selections_identical_across_launchers(tmp_path: Path) -> None:
         assert len(selections(tmp_path / "basic" / job)) == 2
 
 
+@pytest.mark.slow
+def test_submitit_local_gives_the_same_selections(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="extra 'slurm' not installed")
+    sweep(tmp_path / "basic")
+    # submitit_local runs the jobs as submitit would on SLURM, as local subprocesses.
+    sweep(tmp_path / "submitit", "hydra/launcher=submitit_local")
+    for job in JOBS:
+        assert selections(tmp_path / "basic" / job) == selections(tmp_path / "submitit" / job)
+
+
 def _ray_python() -> str | None:
     """A Python that has the Ray launcher: this one, or the one named by AL_RUNNER_RAY_PYTHON."""
     for python in (os.environ.get("AL_RUNNER_RAY_PYTHON"), sys.executable):
