@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -16,12 +19,18 @@ log = logging.getLogger("runner")
 
 
 def run_job(cfg: DictConfig) -> dict:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         try:
             config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
+        summary = finished_summary(config, run_dir)
+        if summary is not None:
+            # A re-run sweep meets its finished jobs again: answer from the record, load and compute nothing.
+            log.info(f"{run_dir} already finished; skipping")
+            return summary
         from runner.loop import open_run
 
         run = open_run(config, run_dir)
@@ -32,4 +41,40 @@ def run_job(cfg: DictConfig) -> dict:
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         log.debug("run failed", exc_info=True)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # In a sweep, exiting would end every other job too; raising lets the launcher record this job as
+            # failed, run the rest, and end the sweep with an error once they are done.
+            raise
         sys.exit(exc.exit_code)
+
+
+def finished_summary(config: dict, run_dir: Path) -> dict | None:
+    """The recorded summary when ``run_dir`` holds a finished run of exactly ``config``, else None."""
+    from runner.config import config_sha256
+    from runner.store import GLOBAL_ROUND
+
+    state, summary_path = run_dir / "state.sqlite", run_dir / "summary.json"
+    if not state.is_file() or not summary_path.is_file():
+        return None
+    # Read-only, so that probing a finished run never writes to it. A killed run's store may need its
+    # write-ahead log recovered, which read-only cannot do: that run is unfinished anyway, so open_run resumes it.
+    try:
+        conn = sqlite3.connect(f"{state.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        recorded = conn.execute("SELECT value FROM meta WHERE key = 'config_sha256'").fetchone()
+        done = conn.execute(
+            "SELECT 1 FROM stages WHERE round = ? AND stage = 'finish'", (GLOBAL_ROUND,)
+        ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    # A different config falls through to open_run, which refuses it with its usual message.
+    if done is None or recorded is None or recorded[0] != config_sha256(config):
+        return None
+    try:
+        return json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
