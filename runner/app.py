@@ -26,18 +26,25 @@ def run_job(cfg: DictConfig) -> dict:
             config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
-        summary = finished_summary(config, run_dir)
+        human = (config.get("loop") or {}).get("mode") == "human"
+        summary = None if human else finished_summary(config, run_dir)
         if summary is not None:
             # A re-run sweep meets its finished jobs again: answer from the record, load and compute nothing.
             log.info(f"{run_dir} already finished; skipping")
             return summary
+        from threadpoolctl import threadpool_limits
+
         from runner.loop import open_run
 
-        run = open_run(config, run_dir)
-        try:
-            return run.execute()
-        finally:
-            run.store.close()
+        threads = int(config.get("threads") or 1)
+        with threadpool_limits(limits=threads):
+            run = open_run(config, run_dir)
+            if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
+                sys.modules["torch"].set_num_threads(threads)
+            try:
+                return run.execute()
+            finally:
+                run.store.close()
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         log.debug("run failed", exc_info=True)

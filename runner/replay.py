@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,15 +80,12 @@ def recorded_version(job: Path) -> str | None:
         return None
 
 
-# BLAS and torch sum in a different order with a different thread count, and over many rounds that changes
-# selections (measured on MNIST with logistic regression). Records are made with one thread per job (the joblib
-# launcher with as many jobs as cores caps each worker at one), so a replay pins the same count by default.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+def replay(record: Path, out: Path) -> dict[str, list[str]]:
+    """Replay every job of ``record`` into ``out``; return the differences found per job (empty = identical).
 
-
-def replay(record: Path, out: Path, threads: int = 1) -> dict[str, list[str]]:
-    """Replay every job of ``record`` into ``out``; return the differences found per job (empty = identical)."""
-    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
+    The thread count that float sums depend on is part of each recorded config (``threads``), so the runner
+    pins it itself and a replay computes exactly as the recording did.
+    """
     results: dict[str, list[str]] = {}
     for job in recorded_jobs(record):
         rel = job.relative_to(record)
@@ -99,7 +95,7 @@ def replay(record: Path, out: Path, threads: int = 1) -> dict[str, list[str]]:
             print(f"note: {rel} was recorded with runner {version}; this is {__version__}", file=sys.stderr)
         print(f"replaying {rel.as_posix() or '.'}", flush=True)
         done = subprocess.run(replay_command(job, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, check=False, env=env)
+                              text=True, check=False)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise ReplayError(f"{rel}: the run failed (exit {done.returncode}): {last}")
@@ -115,12 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("record", type=Path, help="a recorded experiment, e.g. experiments/NAME")
     parser.add_argument("--out", type=Path, default=None, help="where the replayed runs go "
                         "(default outputs/replay/NAME)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads per run, as when recorded "
-                        "(default 1)")
     args = parser.parse_args(argv)
     out = args.out or Path("outputs") / "replay" / args.record.resolve().name
     try:
-        results = replay(args.record, out, args.threads)
+        results = replay(args.record, out)
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
