@@ -149,7 +149,7 @@ class Run:
 
     def do_metrics(self) -> Callable[[Store], None]:
         labeled, _ = self.store.labeled()
-        unlabeled = np.setdiff1d(np.arange(len(self.data.item_ids)), labeled)
+        unlabeled = np.setdiff1d(self.store.split_indices("pool"), labeled)
         columns = compute_metrics(
             self.config["metrics"], self.data, self.embeddings.static(), unlabeled,
             stage_rng(self.seed, GLOBAL_ROUND, "metrics"),
