@@ -30,7 +30,9 @@ def batchbald(
     """Positions of ``min(budget, n)`` candidates chosen greedily by BatchBALD, in the order they were chosen.
 
     With a batch of one the score is BALD exactly, so the first pick is BALD's argmax. ``rng`` is used only
-    once the exact enumeration would exceed ``max_configurations`` joint configurations.
+    once the exact enumeration would exceed ``max_configurations`` joint configurations. Each pick costs
+    O(T x M x n x C) for M configurations, so M = 1,000 keeps a 2,000-item pool with T = 20 and C = 10 at
+    well under a second per pick on two cores; 10,000 makes it about ten times slower.
     """
     s = np.asarray(samples, dtype=np.float64)
     if s.ndim != 3:
