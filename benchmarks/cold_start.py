@@ -81,7 +81,7 @@ def render(found: dict[str, dict[int, list[float]]], command: list[str]) -> str:
         "Reading: TypiClust beats random at every checkpoint. ProbCover with the paper's purity 0.95 rule",
         "does not: on pixel-PCA embeddings the k-means clusters are impure, the rule's delta falls below the",
         "median nearest-neighbour distance, the balls hold one point each and the picks pile up in the densest",
-        "digits (1s and 7s). With purity 0.5 the balls cover and ProbCover beats random from 50 labels on; both",
+        "digits (1s and 7s). With purity 0.5 the balls cover and ProbCover beats random at every checkpoint; both",
         "published cold-start methods were designed for self-supervised embeddings, which cannot be downloaded",
         "here. Image Diversity (Encord Active's ranking) takes the items nearest each k-means centroid first:",
         "after the first pass over the clusters its picks repeat the same prototypes, so beyond 20 labels it",
