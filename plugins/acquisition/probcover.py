@@ -21,6 +21,8 @@ from scipy import sparse
 from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
 
+from plugins.acquisition.inputs import pool_and_labeled
+
 DELTA_SAMPLE = 5000
 # Refuse graphs past this many edges (4-byte index + 4-byte value each, plus build copies): about 1-2 GB.
 MAX_EDGES = 100_000_000
@@ -40,14 +42,10 @@ def probcover(
     ``rng`` only seeds the k-means and the subsample used to pick delta; with ``delta`` given the result is
     fully deterministic.
     """
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (n, d), got shape {x.shape}")
-    n, d = x.shape
-    k = min(int(budget), n)
-    if k <= 0:
+    x, labeled, k = pool_and_labeled(embeddings, labeled_embeddings, budget)
+    if k == 0:
         return np.zeros(0, dtype=np.int64)
-    labeled = np.asarray(labeled_embeddings, dtype=np.float64).reshape(-1, d)
+    n, d = x.shape
     if delta is None:
         delta = purity_delta(np.concatenate([x, labeled]) if len(labeled) else x, n_classes, rng, purity)
 

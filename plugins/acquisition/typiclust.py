@@ -16,6 +16,8 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.neighbors import NearestNeighbors
 
+from plugins.acquisition.inputs import pool_and_labeled
+
 # Above this many clusters full k-means gets slow; the paper's runs switch to mini-batch k-means there too.
 FULL_KMEANS_MAX_CLUSTERS = 50
 
@@ -28,14 +30,10 @@ def typiclust(
     k_neighbors: int = 20,
 ) -> np.ndarray:
     """Positions of ``min(budget, n)`` candidates, one typical point per uncovered cluster, largest first."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (n, d), got shape {x.shape}")
-    n, d = x.shape
-    k = min(int(budget), n)
-    if k <= 0:
+    x, labeled, k = pool_and_labeled(embeddings, labeled_embeddings, budget)
+    if k == 0:
         return np.zeros(0, dtype=np.int64)
-    labeled = np.asarray(labeled_embeddings, dtype=np.float64).reshape(-1, d)
+    n, d = x.shape
     m = len(labeled)
 
     everything = np.concatenate([x, labeled]) if m else x
