@@ -46,7 +46,10 @@ class ScoreFunction:
     def from_node(cls, node: dict, label: str, extra: tuple[str, ...] = ()) -> ScoreFunction:
         """``extra`` names further inputs this use allows (``columns``/``weights`` for a weighted combiner)."""
         function = instantiate_node(node, label, _partial_=True)
-        params = inspect.signature(function).parameters
+        try:
+            params = inspect.signature(function).parameters
+        except ValueError as exc:  # a partial with arguments the function does not take
+            raise ConfigError(f"{label}: {exc}") from None
         known = (*INPUTS, *extra)
         required = [n for n, p in params.items() if p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD]
         unknown = [n for n in required if n not in known]

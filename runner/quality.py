@@ -24,7 +24,10 @@ def metric_functions(metrics: dict) -> dict[str, Any]:
         if name not in functions:
             raise ConfigError(f"metrics.names lists '{name}' but metrics.functions.{name} is not defined")
         found[name] = instantiate_node(functions[name], f"metrics.functions.{name}", _partial_=True)
-        params = list(inspect.signature(found[name]).parameters)
+        try:
+            params = list(inspect.signature(found[name]).parameters)
+        except ValueError as exc:  # a partial with arguments the function does not take
+            raise ConfigError(f"metrics.functions.{name}: {exc}") from None
         if not params or params[0] not in ("images", "embeddings"):
             raise ConfigError(f"metrics.functions.{name}: the first parameter must be 'images' or 'embeddings'")
     return found
