@@ -54,7 +54,6 @@ class Run:
     embeddings: Embeddings
     filters: CandidateFilter
     models: dict[int, Any] = field(default_factory=dict)
-    rounds_this_call: int = 0
 
     @property
     def seed(self) -> int:
