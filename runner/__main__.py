@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import sys
 
-import hydra
-from omegaconf import DictConfig
+# jsonschema imports its optional format checkers when it is imported; where the optional rfc3987_syntax is
+# installed that compiles grammars for about a second. The runner checks no string formats, so the CLI keeps
+# that module from loading.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

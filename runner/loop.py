@@ -330,8 +330,6 @@ class Run:
 
     def finish(self, stopped: str) -> dict:
         rows = artifacts.write_metrics_jsonl(self.store, self.run_dir)
-        for round_ in self.store.selection_rounds():
-            artifacts.write_selection_csv(self.store, self.run_dir, round_)
         if self.config["metrics"].get("names"):
             artifacts.write_item_metrics(self.store, self.run_dir, self.config["metrics"]["names"])
         title = f"{self.config['project']['name']} · {self.config['acquisition']['name']} · seed {self.seed}"

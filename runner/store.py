@@ -74,7 +74,9 @@ class Store:
         self.path = Path(path)
         self._conn = sqlite3.connect(self.path, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        # In WAL mode NORMAL keeps every committed stage through a crash of the process (kill -9); only a crash
+        # of the whole machine can lose the last commits, and resuming simply computes those stages again.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._in_tx = False
         with self.transaction():
@@ -199,9 +201,6 @@ class Store:
             "SELECT idx FROM selections WHERE round = ? ORDER BY rank", (round_,)
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
-
-    def selection_rounds(self) -> list[int]:
-        return [r[0] for r in self._conn.execute("SELECT DISTINCT round FROM selections ORDER BY round")]
 
     def mark_done(self, round_: int, stage: str, seconds: float) -> None:
         self._write("INSERT INTO stages(round, stage, seconds) VALUES (?, ?, ?)", (round_, stage, seconds))
