@@ -38,6 +38,8 @@ def stages(run_dir: Path) -> list[tuple]:
     conn = sqlite3.connect(run_dir / "state.sqlite")
     try:
         return conn.execute("SELECT round, stage, seconds FROM stages ORDER BY round, stage").fetchall()
+    except sqlite3.OperationalError:  # killed while the store was being created: nothing recorded yet
+        return []
     finally:
         conn.close()
 
