@@ -141,7 +141,8 @@ class Store:
 
     def truths(self, indices: np.ndarray) -> np.ndarray:
         lookup = dict(self._conn.execute("SELECT idx, truth FROM items"))
-        return np.array([lookup[int(i)] for i in indices], dtype=np.int64)
+        # -1 marks an item whose truth is unknown (a real project's pool); the oracle refuses to reveal it
+        return np.array([-1 if lookup[int(i)] is None else lookup[int(i)] for i in indices], dtype=np.int64)
 
     def add_labels(self, indices: np.ndarray, labels: np.ndarray, round_: int) -> None:
         self._write_many(
