@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from runner.errors import ConfigError, RunnerError
 
 log = logging.getLogger("runner")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def run_job(cfg: DictConfig) -> dict:
@@ -34,9 +36,13 @@ def run_job(cfg: DictConfig) -> dict:
             return summary
         from threadpoolctl import threadpool_limits
 
+        threads = int(config.get("threads") or 1)
+        # BLAS and OpenMP read these when they load (numpy, scipy and scikit-learn each bring their own);
+        # threadpool_limits covers the ones a launcher's worker process had loaded already.
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(threads)
         from runner.loop import open_run
 
-        threads = int(config.get("threads") or 1)
         with threadpool_limits(limits=threads):
             run = open_run(config, run_dir)
             if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading

@@ -44,13 +44,12 @@ def write_metrics_jsonl(store: Store, run_dir: Path) -> list[dict]:
 
 
 def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The object-oriented Figure needs no pyplot and no GUI backend, and imports in a fraction of the time.
+    from matplotlib.figure import Figure
 
     points = [(r["n_labeled"], r["test_accuracy"]) for r in rows if r["test_accuracy"] is not None]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     if points:
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", markersize=3)
@@ -60,7 +59,6 @@ def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
-    plt.close(fig)
 
 
 def write_json(path: Path, payload: dict) -> None:
