@@ -142,7 +142,9 @@ class InputProvider:
         if name not in self.cache:
             self.cache[name] = self.getters[name](self.candidates)
         value = self.cache[name]
-        return value if part is None else value[part] if name != "samples" else value[:, part]
+        if part is None:
+            return value
+        return value[:, part] if name == "samples" else value[part]  # samples are (T, n, C)
 
 
 def score_candidates(function: ScoreFunction, provider: InputProvider, chunk_size: int) -> np.ndarray:
