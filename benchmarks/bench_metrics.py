@@ -9,7 +9,6 @@ without it the images are seeded uniform noise of the same shape, and the report
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import platform
 import statistics
@@ -19,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from plugins.sources.offline import read_idx
 
 # Run from a checkout without installing it: the repository root goes first on the import path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,10 +36,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 def load_images(n: int) -> tuple[np.ndarray, str]:
     if FASHION.is_file():
-        raw = gzip.decompress(FASHION.read_bytes())
-        # IDX header: magic, count, rows, cols as big-endian int32, then uint8 pixels.
-        count, rows, cols = np.frombuffer(raw, dtype=">i4", count=3, offset=4)
-        pixels = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, rows, cols)[:n]
+        pixels = read_idx(FASHION)[:n]
         return (pixels.astype(np.float32) / 255.0), f"Fashion-MNIST train ({FASHION})"
     rng = np.random.default_rng(0)
     return rng.random((n, 28, 28), dtype=np.float32), "synthetic uniform noise (Fashion-MNIST not installed)"

@@ -39,7 +39,7 @@ def test_item_metrics_are_written_and_match_an_independent_computation(tmp_path)
     run_ok(run_dir, "metrics=quality", "loop.rounds=1")
     rows = table(run_dir / "item_metrics.csv")
     assert list(rows[0]) == ["item_id", "brightness", "contrast", "sharpness", "blur", "aspect_ratio", "area",
-                             "uniqueness", "image_diversity"]
+                             "uniqueness", "near_duplicate", "image_diversity"]
     assert len(rows) == 1797
     images = load_digits().images / 16.0  # the source scales 0..16 to 0..1; metrics see 0..255
     for row in rows[:50]:

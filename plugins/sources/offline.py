@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
 import numpy as np
 
 from plugins.sources.dataset import Dataset
+from runner.errors import ConfigError
+
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = [
+    "t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+]
 
 
 def mnist() -> Dataset:
@@ -25,3 +34,40 @@ def digits() -> Dataset:
     images = (np.asarray(bunch.images, dtype=np.float32) / 16.0)
     ids = np.array([f"digits-{i:04d}" for i in range(len(images))])
     return Dataset(ids, images, np.asarray(bunch.target, dtype=np.int64), [str(d) for d in range(10)])
+
+
+def fashion_mnist(root: str = FASHION_MNIST_ROOT) -> Dataset:
+    """Fashion-MNIST, 60,000 training images as the pool and its own 10,000 test images, 28x28 grayscale.
+
+    The files come from Debian's ``dataset-fashion-mnist`` package (IDX format, gzip), nothing is downloaded.
+    """
+    folder = Path(root)
+    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise ConfigError(
+            f"project.source.root: {folder} lacks {missing[0]}; install Debian's dataset-fashion-mnist "
+            "(apt-get install dataset-fashion-mnist) or point project.source.root at the IDX files"
+        )
+    train_images, train_labels, test_images, test_labels = (read_idx(folder / n) for n in names)
+    images = (np.concatenate([train_images, test_images]).astype(np.float32) / 255.0)
+    labels = np.concatenate([train_labels, test_labels]).astype(np.int64)
+    split = np.array(["pool"] * len(train_images) + ["test"] * len(test_images))
+    ids = np.array([f"fashion-{i:05d}" for i in range(len(images))])
+    return Dataset(ids, images, labels, list(FASHION_MNIST_CLASSES), split=split)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST family's format: magic, dimension sizes, then unsigned bytes), gzip or plain."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says {shape}, file holds {data.size} values")
+    return data.reshape(shape)

@@ -1,0 +1,46 @@
+"""Offline sources: IDX parsing against bytes built by hand, Fashion-MNIST when Debian's package is there."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plugins.sources.offline import FASHION_MNIST_ROOT, digits, fashion_mnist, mnist, read_idx
+from runner.errors import ConfigError
+
+
+def test_read_idx_of_a_hand_built_file(tmp_path):
+    pixels = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    raw = b"\x00\x00\x08\x03" + struct.pack(">III", 2, 3, 4) + pixels.tobytes()
+    (tmp_path / "plain").write_bytes(raw)
+    (tmp_path / "packed.gz").write_bytes(gzip.compress(raw))
+    assert np.array_equal(read_idx(tmp_path / "plain"), pixels)
+    assert np.array_equal(read_idx(tmp_path / "packed.gz"), pixels)
+    (tmp_path / "short").write_bytes(raw[:-1])
+    with pytest.raises(ValueError, match="header says"):
+        read_idx(tmp_path / "short")
+
+
+def test_missing_fashion_mnist_names_the_package(tmp_path):
+    with pytest.raises(ConfigError, match="install Debian's dataset-fashion-mnist"):
+        fashion_mnist(str(tmp_path))
+
+
+@pytest.mark.skipif(not Path(FASHION_MNIST_ROOT).is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_has_its_own_split():
+    data = fashion_mnist()
+    assert data.images.shape == (70000, 28, 28) and data.images.dtype == np.float32
+    assert (data.split == "pool").sum() == 60000 and (data.split == "test").sum() == 10000
+    assert np.bincount(data.labels).tolist() == [7000] * 10
+    assert data.images.min() >= 0.0 and data.images.max() <= 1.0
+
+
+def test_embedded_sources_are_complete_and_scaled():
+    m, d = mnist(), digits()
+    assert m.images.shape == (5000, 28, 28) and np.bincount(m.labels).tolist() == [500] * 10
+    assert d.images.shape == (1797, 8, 8) and d.images.max() == 1.0
+    assert len(set(m.item_ids)) == 5000 and m.split is None
