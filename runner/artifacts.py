@@ -74,3 +74,16 @@ def write_item_metrics(store: Store, run_dir: Path, names: list[str]) -> None:
     for i, item_id in enumerate(store.item_ids()):
         writer.writerow([item_id, *("" if c is None or c[i] != c[i] else repr(float(c[i])) for c in columns)])
     atomic_write_text(run_dir / "item_metrics.csv", buffer.getvalue())
+
+
+def write_tags_csv(store: Store, run_dir: Path) -> dict[str, int]:
+    """``tags.csv`` (``item_id,tag,round``) from the store; returns how many items carry each tag."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["item_id", "tag", "round"])
+    counts: dict[str, int] = {}
+    for item_id, tag, round_ in store.tag_rows():
+        writer.writerow([item_id, tag, round_])
+        counts[tag] = counts.get(tag, 0) + 1
+    atomic_write_text(run_dir / "tags.csv", buffer.getvalue())
+    return dict(sorted(counts.items()))

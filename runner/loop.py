@@ -337,6 +337,7 @@ class Run:
         summary = summarize(rows, self.config, stopped)
         summary["config_sha256"] = self.store.get_meta("config_sha256")
         summary["runner_version"] = self.store.get_meta("runner_version")
+        summary["tags"] = artifacts.write_tags_csv(self.store, self.run_dir)
         artifacts.write_json(self.run_dir / "summary.json", summary)
         if not self.store.is_done(GLOBAL_ROUND, "finish"):
             with self.store.transaction() as tx:

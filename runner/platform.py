@@ -20,8 +20,6 @@ invocations; budget, acquisition, filters and actions may change from round to r
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from pathlib import Path
@@ -363,16 +361,8 @@ class PlatformRun(Run):
 
     def finish(self, stopped: str) -> dict:
         summary = super().finish(stopped)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["item_id", "tag", "round"])
-        tags: dict[str, int] = {}
-        for item_id, tag, round_ in self.store.tag_rows():
-            writer.writerow([item_id, tag, round_])
-            tags[tag] = tags.get(tag, 0) + 1
-        atomic_write_text(self.run_dir / "tags.csv", buffer.getvalue())
-        summary.update(mode="human", open_round=self.current_round(), tags=tags)
+        summary.update(mode="human", open_round=self.current_round())
         artifacts.write_json(self.run_dir / "summary.json", summary)
-        if tags:
-            log.info("tags: " + ", ".join(f"{t} {n}" for t, n in sorted(tags.items())))
+        if summary["tags"]:
+            log.info("tags: " + ", ".join(f"{t} {n}" for t, n in summary["tags"].items()))
         return summary

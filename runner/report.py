@@ -48,6 +48,7 @@ class RunResult:
     reason: str = ""
     config: dict = field(default_factory=dict)
     curve: list[tuple[int, float]] = field(default_factory=list)
+    tags: dict[str, int] = field(default_factory=dict)  # items per tag at the end of the run
 
     @property
     def seed(self) -> Any:
@@ -91,6 +92,12 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[dict]:
         for x, y in curve:
             by_x.setdefault(int(x), []).append(float(y))
     return [{"n_labeled": x, **mean_std(ys)} for x, ys in sorted(by_x.items())]
+
+
+def mean_tags(per_run: list[dict[str, int]]) -> dict[str, float]:
+    """Items per tag, averaged over runs (a run without a tag counts 0 for it)."""
+    names = sorted({tag for tags in per_run for tag in tags})
+    return {tag: sum(tags.get(tag, 0) for tags in per_run) / len(per_run) for tag in names} if per_run else {}
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -177,6 +184,7 @@ def summarize(runs: list[RunResult], target: float) -> dict:
                 "runs": len(per_run),
             },
             "curve": mean_curve([r.curve for r in members]),
+            "tags": mean_tags([r.tags for r in members]),
             "runs": per_run,
             "vs_random": None,
         }
@@ -261,7 +269,7 @@ def load_run(run_dir: Path, root: Path) -> RunResult:
     # The summary is written last, from the same store; disagreement means files were mixed or edited.
     if recorded is None or not math.isclose(float(recorded), curve[-1][1], rel_tol=0, abs_tol=1e-12):
         return RunResult(rel, "broken", "summary.json final accuracy disagrees with metrics.jsonl", config)
-    return RunResult(rel, "finished", "", config, curve)
+    return RunResult(rel, "finished", "", config, curve, dict(summary.get("tags") or {}))
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -308,8 +316,9 @@ def render_markdown(report: dict, source: str) -> str:
         "with the same seed and settings.",
         "",
     ]
+    show_tags = any(row["tags"] for row in report["configurations"])
     header = ["project", "acquisition", "model", *columns, "seeds", "final accuracy", "AULC",
-              f"labels to {target}", "Δ final vs random", "Δ AULC vs random"]
+              f"labels to {target}", "Δ final vs random", "Δ AULC vs random", *(["tags (items per run)"] * show_tags)]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in report["configurations"]:
@@ -325,6 +334,7 @@ def render_markdown(report: dict, source: str) -> str:
             str(len(row["seeds"])), _fmt(row["final_accuracy"]), _fmt(row["aulc"]), labels,
             _fmt(vs["final_accuracy"], signed=True) if vs else "–",
             _fmt(vs["aulc"], signed=True) if vs else "–",
+            *([", ".join(f"{t} {n:g}" for t, n in row["tags"].items()) or "–"] * show_tags),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if report["not_included"]:

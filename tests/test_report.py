@@ -133,3 +133,14 @@ def test_cli_refuses_directory_without_runs(tmp_path: Path, make: str) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_tags_are_averaged_per_configuration_and_shown(tmp_path: Path) -> None:
+    for seed, tags in ((0, {"to_label_next": 20, "parked": 4}), (1, {"to_label_next": 30})):
+        run = make_run(tmp_path, f"e{seed}", "entropy", seed, [(10, 0.5), (20, 0.7)])
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "tags": tags}))
+    result = report.summarize(report.load_runs(tmp_path), 0.9)
+    assert result["configurations"][0]["tags"] == {"parked": 2.0, "to_label_next": 25.0}
+    table = report.render_markdown(result, "toy")
+    assert "tags (items per run)" in table and "parked 2, to_label_next 25" in table
