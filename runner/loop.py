@@ -504,7 +504,8 @@ def check_selection(config: dict, acquisition: Acquisition) -> None:
         raise ConfigError(
             f"selection.budget={selection['budget']} must be a whole number of items unless selection.cost is set"
         )
-    if selection["policy"] != "topk" and config["loop"]["initial_labels"] == 0:
+    simulated = config["loop"].get("mode", "simulate") == "simulate"  # platform projects bring their own labels
+    if selection["policy"] != "topk" and simulated and config["loop"]["initial_labels"] == 0:
         raise ConfigError(f"selection.policy={selection['policy']} needs predicted classes, so loop.initial_labels > 0")
     missing = [m for m in acquisition.metric_names() if m not in (config["metrics"].get("names") or [])]
     if missing:
