@@ -14,7 +14,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runner.errors import ConfigError, RunnerError
+from plugins.errors import InputError, ServiceError
+from runner.errors import ConfigError, RunnerError, from_plugin
 
 log = logging.getLogger("runner")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -51,7 +52,8 @@ def run_job(cfg: DictConfig) -> dict:
                 return run.execute()
             finally:
                 run.store.close()
-    except RunnerError as exc:
+    except (RunnerError, InputError, ServiceError) as exc:
+        exc = from_plugin(exc)
         print(f"error: {exc}", file=sys.stderr)
         log.debug("run failed", exc_info=True)
         if hydra_cfg.mode == RunMode.MULTIRUN:

@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from runner.files import atomic_write, atomic_write_text
+from plugins.files import atomic_write, atomic_write_text
 from runner.store import Store
 
 

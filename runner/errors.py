@@ -17,3 +17,16 @@ class PluginError(RunnerError):
     """A plugin returned something that breaks its contract (caught at a stage boundary)."""
 
     exit_code = 3
+
+
+def from_plugin(exc: BaseException) -> RunnerError:
+    """The runner's error for a plugin's reported failure (see ``plugins/errors.py``); others pass through."""
+    from plugins.errors import InputError, ServiceError
+
+    if isinstance(exc, RunnerError):
+        return exc
+    if isinstance(exc, InputError):
+        return ConfigError(str(exc))
+    if isinstance(exc, ServiceError):
+        return RunnerError(str(exc))
+    raise TypeError(f"not a reported plugin failure: {type(exc).__name__}")

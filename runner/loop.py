@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from plugins.files import atomic_write_text
 from runner import artifacts, contracts
 from runner.acquire import Acquisition, InputProvider, batch_scores, score_candidates, select_batch
 from runner.candidates import CandidateFilter
 from runner.config import config_sha256, differing_keys, validate
 from runner.errors import ConfigError, PluginError
-from runner.files import atomic_write_text
 from runner.plugins import instantiate_node as _instantiate
 from runner.quality import Embeddings, compute_metrics
 from runner.store import GLOBAL_ROUND, Store

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
 from runner import artifacts
 from runner.acquire import Acquisition
 from runner.candidates import CandidateFilter
 from runner.errors import ConfigError, RunnerError
-from runner.files import atomic_write_text
 from runner.loop import GLOBAL_ROUND, Run, check_selection
 from runner.plugins import instantiate_node as _instantiate
 from runner.quality import Embeddings

@@ -7,7 +7,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from runner.errors import ConfigError, RunnerError
+from plugins.errors import InputError, ServiceError
+from runner.errors import ConfigError, RunnerError, from_plugin
 
 
 def instantiate_node(node: dict, what: str, **kwargs: Any) -> Any:
@@ -15,8 +16,9 @@ def instantiate_node(node: dict, what: str, **kwargs: Any) -> Any:
     try:
         return instantiate(OmegaConf.create(node), **kwargs)
     except Exception as exc:  # Hydra wraps every failure in its own exception types
-        if isinstance(exc.__cause__, RunnerError):  # a plugin that already wrote its own one-line message
-            raise exc.__cause__ from None
+        cause = exc.__cause__
+        if isinstance(cause, InputError | ServiceError | RunnerError):  # a plugin's own one-line message
+            raise from_plugin(cause) from None
         text = str(exc).strip()
         reason = text.splitlines()[-1] if text else type(exc).__name__
         raise ConfigError(f"{what} could not be created: {reason}") from None

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from runner.files import atomic_write, atomic_write_text
+from plugins.files import atomic_write, atomic_write_text
 
 CONFIG_FILE = "config.resolved.yaml"
 # Files that mark a directory as a run directory (finished, unfinished or broken).

@@ -31,7 +31,9 @@ def test_missing_credentials_name_both_variables_in_one_line():
         read_credentials({})
     message = str(caught.value)
     assert "ENCORD_SSH_KEY_FILE" in message and "ENCORD_SSH_KEY" in message and "\n" not in message
-    assert caught.value.exit_code == 2
+    from runner.errors import from_plugin
+
+    assert from_plugin(caught.value).exit_code == 2
 
 
 def test_unreadable_key_file_is_reported_without_its_content(tmp_path):

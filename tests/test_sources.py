@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from plugins.sources.offline import FASHION_MNIST_ROOT, digits, fashion_mnist, mnist, read_idx
-from runner.errors import ConfigError
+from plugins.errors import InputError
 
 
 def test_read_idx_of_a_hand_built_file(tmp_path):
@@ -26,7 +26,7 @@ def test_read_idx_of_a_hand_built_file(tmp_path):
 
 
 def test_missing_fashion_mnist_names_the_package(tmp_path):
-    with pytest.raises(ConfigError, match="install Debian's dataset-fashion-mnist"):
+    with pytest.raises(InputError, match="install Debian's dataset-fashion-mnist"):
         fashion_mnist(str(tmp_path))
 
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.errors import InputError
 from plugins.sources.dataset import Dataset
 from plugins.sources.encord_offline import DEFAULT_WORKFLOW, OfflineProject, new_metadata, stable_uuid
 from plugins.sources.encord_sdk import EncordAdapter, Retry, build_dataset
-from runner.errors import ConfigError
 
 CLASSIFICATION = "digit"
 
@@ -62,13 +62,13 @@ def load(
         copy = Path(working_copy)
         if not (copy / "label_rows.json").exists():
             if not (root / "label_rows.json").exists():
-                raise ConfigError(f"project.source.path: {root} is not a project export (no label_rows.json)")
+                raise InputError(f"project.source.path: {root} is not a project export (no label_rows.json)")
             shutil.copytree(root, copy, dirs_exist_ok=True)
         root = copy
     try:
         project = OfflineProject.load(root)
     except FileNotFoundError as exc:
-        raise ConfigError(f"project.source.path: {exc}") from None
+        raise InputError(f"project.source.path: {exc}") from None
     adapter = EncordAdapter(
         project,
         classification,

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from runner.files import atomic_write_text
+from plugins.files import atomic_write_text
 
 DEFAULT_WORKFLOW = (("Annotate 1", "ANNOTATION"), ("Review 1", "REVIEW"), ("Complete", "DONE"))
 FIXED_TIME = datetime(2024, 1, 1, 12, 0, 0)

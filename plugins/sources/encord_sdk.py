@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from plugins.errors import InputError, ServiceError
 from plugins.sources.dataset import Dataset
-from runner.errors import ConfigError, RunnerError
 
 log = logging.getLogger("runner")
 
@@ -77,11 +77,11 @@ SDK_CALLS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
 )
 
 
-class EncordError(RunnerError):
+class EncordError(ServiceError):
     """The platform could not be read or changed; the message says what to do (exit 1)."""
 
 
-class CredentialsError(ConfigError):
+class CredentialsError(InputError):
     """No usable credentials in the environment (exit 2)."""
 
 
@@ -256,7 +256,7 @@ class EncordAdapter:
                     for a in c.attributes
                     if isinstance(a, RadioAttribute)
                 ]
-                raise ConfigError(
+                raise InputError(
                     f"the ontology has no radio classification named '{self.classification}' "
                     f"(radio classifications: {', '.join(radios) or 'none'}); "
                     "set project.source.classification"
@@ -479,7 +479,7 @@ class ImageCache:
         return self.path(self.index[data_hash]).read_bytes()
 
     def save_index(self) -> None:
-        from runner.files import atomic_write_text
+        from plugins.files import atomic_write_text
 
         atomic_write_text(self.index_path, json.dumps(self.index, sort_keys=True, indent=0))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.errors import InputError
 from plugins.sources.dataset import Dataset
-from runner.errors import ConfigError
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -46,7 +46,7 @@ def fashion_mnist(root: str = FASHION_MNIST_ROOT) -> Dataset:
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise ConfigError(
+        raise InputError(
             f"project.source.root: {folder} lacks {missing[0]}; install Debian's dataset-fashion-mnist "
             "(apt-get install dataset-fashion-mnist) or point project.source.root at the IDX files"
         )
