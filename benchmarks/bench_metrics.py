@@ -83,7 +83,7 @@ def main() -> None:
     print(f"| PixelPCA(50) embedding (one run) | {wall:.3f} | {cpu:.3f} | |")
     wall, cpu, values = timed(lambda: uniqueness(embeddings), 1)
     print(f"| uniqueness on the embedding (one run) | {wall:.3f} | {cpu:.3f} | {np.nanmean(values):.4g} |")
-    flagged = int(near_duplicate(embeddings).sum())
+    flagged = int(near_duplicate(embeddings, 0.03).sum())
     exact = int((values == 0).sum())
     print(f"\nnear-duplicates (<= 0.03): {flagged}; exact-duplicate copies (uniqueness 0): {exact}")
 

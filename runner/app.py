@@ -35,23 +35,15 @@ def run_job(cfg: DictConfig) -> dict:
             # A re-run sweep meets its finished jobs again: answer from the record, load and compute nothing.
             log.info(f"{run_dir} already finished; skipping")
             return summary
-        from threadpoolctl import threadpool_limits
-
         threads = int(config.get("threads") or 1)
         # BLAS and OpenMP read these when they load (numpy, scipy and scikit-learn each bring their own);
         # threadpool_limits covers the ones a launcher's worker process had loaded already.
         for variable in THREAD_VARIABLES:
             os.environ[variable] = str(threads)
-        from runner.loop import open_run
+        from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=threads):
-            run = open_run(config, run_dir)
-            if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
-                sys.modules["torch"].set_num_threads(threads)
-            try:
-                return run.execute()
-            finally:
-                run.store.close()
+            return run(config, run_dir, threads)
     except (RunnerError, InputError, ServiceError) as exc:
         exc = from_plugin(exc)
         print(f"error: {exc}", file=sys.stderr)
@@ -63,6 +55,33 @@ def run_job(cfg: DictConfig) -> dict:
         sys.exit(exc.exit_code)
 
 
+def run(config: dict, run_dir: Path, threads: int) -> dict:
+    """Check and build every part of the run, then, holding the run directory, run the sequence its mode names."""
+    from runner.assemble import assemble
+    from runner.loop import Session, simulate
+    from runner.platform import check_project_dir, human_step, open_platform_store
+    from runner.rundir import claim, exclusive
+    from runner.store import Store, unusable
+
+    if (config.get("loop") or {}).get("mode") == "human":
+        check_project_dir(config, run_dir)  # before the platform is read
+    parts = assemble(config)  # every refusal the config and data allow happens here, before anything is written
+    if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
+        sys.modules["torch"].set_num_threads(threads)
+    with exclusive(run_dir):
+        store = Store(run_dir / "state.sqlite")
+        try:
+            if parts.loop.simulated:
+                claim(store, run_dir, config, parts.fingerprint, parts.project_name)
+                return simulate(Session(parts, store, run_dir))
+            parts = open_platform_store(parts, store, run_dir)
+            return human_step(Session(parts, store, run_dir))
+        except sqlite3.DatabaseError as exc:  # damage found after the store opened (a truncated page)
+            raise unusable(store.path, exc) from None
+        finally:
+            store.close()
+
+
 def finished_summary(config: dict, run_dir: Path) -> dict | None:
     """The recorded summary when ``run_dir`` holds a finished run of exactly ``config``, else None."""
     from runner.config import config_sha256
@@ -72,7 +91,7 @@ def finished_summary(config: dict, run_dir: Path) -> dict | None:
     if not state.is_file() or not summary_path.is_file():
         return None
     # Read-only, so that probing a finished run never writes to it. A killed run's store may need its
-    # write-ahead log recovered, which read-only cannot do: that run is unfinished anyway, so open_run resumes it.
+    # write-ahead log recovered, which read-only cannot do: that run is unfinished anyway, so the run resumes it.
     try:
         conn = sqlite3.connect(f"{state.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:
@@ -86,7 +105,7 @@ def finished_summary(config: dict, run_dir: Path) -> dict | None:
         return None
     finally:
         conn.close()
-    # A different config falls through to open_run, which refuses it with its usual message.
+    # A different config falls through to the run, which refuses it with its usual message.
     if done is None or recorded is None or recorded[0] != config_sha256(config):
         return None
     try:

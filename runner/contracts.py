@@ -54,3 +54,14 @@ def _check_distribution(arr: np.ndarray, plugin: str, what: str, axis: int) -> N
     worst = float(np.abs(sums - 1.0).max()) if sums.size else 0.0
     if worst > SUM_TOLERANCE:
         raise PluginError(f"{plugin}: {what} rows do not sum to 1 (off by up to {worst:.3g})")
+
+
+def check_positions(positions: np.ndarray, budget: int, n: int, plugin: str) -> np.ndarray:
+    """A batch strategy's answer: a 1-d array of at most ``budget`` distinct positions in ``0..n-1``."""
+    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
+        raise PluginError(f"{plugin}: must return a 1-d array of integer positions, got {positions.dtype}")
+    if len(positions) > min(budget, n) or len(np.unique(positions)) != len(positions):
+        raise PluginError(f"{plugin}: returned {len(positions)} positions, not {min(budget, n)} distinct ones")
+    if len(positions) and (positions.min() < 0 or positions.max() >= n):
+        raise PluginError(f"{plugin}: returned positions outside 0..{n - 1}")
+    return positions.astype(np.int64)

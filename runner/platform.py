@@ -20,32 +20,26 @@ invocations; budget, acquisition, filters and actions may change from round to r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
-from runner import artifacts
-from runner.acquire import Acquisition
-from runner.candidates import CandidateFilter
+from runner import __version__, artifacts
+from runner.assemble import Parts
+from runner.config import config_sha256
 from runner.errors import ConfigError, RunnerError
-from runner.loop import GLOBAL_ROUND, Run, check_selection
-from runner.plugins import instantiate_node as _instantiate
-from runner.quality import Embeddings
-from runner.store import Store
+from runner.loop import Session
+from runner.rundir import write_resolved_config
+from runner.store import GLOBAL_ROUND, Store, read_meta
 
 log = logging.getLogger("runner")
 
 IDENTITY_SOURCE_KEYS = ("_target_", "project_hash", "path", "classification", "domain")
-
-
-def is_human(config: dict) -> bool:
-    return config.get("loop", {}).get("mode", "simulate") == "human"
 
 
 def project_identity(config: dict) -> str:
@@ -57,50 +51,31 @@ def project_identity(config: dict) -> str:
     )
 
 
-def open_platform_run(config: dict, run_dir: Path) -> PlatformRun:
-    """Open (or create) the project directory's store, then read the platform and align it to the store."""
-    from runner import __version__
-    from runner.config import config_sha256
+def check_project_dir(config: dict, run_dir: Path) -> None:
+    """Refuse a project directory of another project before the platform is read (read-only)."""
+    recorded = read_meta(run_dir / "state.sqlite", "platform_identity")
+    if recorded is not None and recorded != project_identity(config):
+        raise ConfigError(f"{run_dir} belongs to another project ({recorded}); use a new hydra.run.dir for this one")
 
-    acquisition = Acquisition.from_config(config["acquisition"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(run_dir / "state.sqlite")
-    identity = project_identity(config)
+
+def open_platform_store(parts: Parts, store: Store, run_dir: Path) -> Parts:
+    """Check that the project directory belongs to this project; the parts with the data in the store's order."""
+    check_project_dir(parts.config, run_dir)
+    identity = project_identity(parts.config)
     recorded = store.get_meta("platform_identity")
-    if recorded is not None and recorded != identity:
-        store.close()
-        raise ConfigError(
-            f"{run_dir} belongs to another project ({recorded}); use a new hydra.run.dir for this one"
-        )
-    try:
-        data = _instantiate(config["project"]["source"], f"project '{config['project']['name']}' source")
-        data = align(data, store.item_ids(), run_dir)
-        known = store.get_meta("class_names")
-        if known is not None and json.loads(known) != list(data.class_names):
-            raise ConfigError(
-                f"the classes of project '{config['project']['name']}' changed since {run_dir} began"
-            )
-    except BaseException:
-        store.close()
-        raise
+    data = align(parts.data, store.item_ids(), run_dir)
+    known = store.get_meta("class_names")
+    if known is not None and json.loads(known) != list(data.class_names):
+        raise ConfigError(f"the classes of project '{parts.project_name}' changed since {run_dir} began")
     if recorded is None:
         with store.transaction() as tx:
             tx.set_meta("platform_identity", identity)
-            tx.set_meta("config_sha256", config_sha256(config))
+            tx.set_meta("config_sha256", config_sha256(parts.config))
             tx.set_meta("runner_version", __version__)
             tx.set_meta("class_names", json.dumps(list(data.class_names)))
             tx.set_meta("n_classes", str(data.n_classes))
-    try:
-        embeddings = Embeddings.from_config(config, acquisition)
-        filters = CandidateFilter.from_config(config, data)
-        check_selection(config, acquisition)
-    except BaseException:
-        store.close()
-        raise
-    embeddings.images = data.images
-    embeddings.load = lambda: store.get_array("embeddings/static")
-    atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
-    return PlatformRun(config, run_dir, store, data, acquisition, embeddings, filters)
+    write_resolved_config(run_dir, parts.config)
+    return dataclasses.replace(parts, data=data)
 
 
 def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
@@ -136,233 +111,204 @@ def actions_path(run_dir: Path, round_: int) -> Path:
     return run_dir / "actions" / f"round_{round_:03d}.json"
 
 
-class PlatformRun(Run):
-    """The loop's stages, one round per invocation, with labels from and actions to the platform."""
+def current_round(store: Store) -> int:
+    round_ = 0
+    while store.is_done(round_, "act"):
+        round_ += 1
+    return round_
 
-    @property
-    def platform(self) -> Any:
-        adapter = self.data.extra.get("platform")
-        if adapter is None:
-            raise ConfigError(
-                f"project '{self.config['project']['name']}' is not a platform project "
-                "(its source gives no platform); loop.mode=human needs project=encord or encord_export"
-            )
-        return adapter
 
-    def current_round(self) -> int:
-        round_ = 0
-        while self.store.is_done(round_, "act"):
-            round_ += 1
-        return round_
+# --- the step ---------------------------------------------------------------------------------------------
+def human_step(session: Session) -> dict:
+    """Pull, then train, evaluate, score, select and plan the open round; apply the plan if asked to."""
+    parts, store, run_dir = session.parts, session.store, session.run_dir
+    round_ = current_round(store)
+    changed = pull(session, round_)
+    if round_ >= parts.loop.rounds:
+        log.info(f"all {round_} rounds of loop.rounds are done; raise loop.rounds to go on")
+        return finish(session, "rounds")
+    path = actions_path(run_dir, round_)
+    record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    applied_any = record is not None and any(r["status"] == "applied" for r in record["records"])
+    if changed and store.is_done(round_, "train") and not applied_any:
+        log.info(f"round {round_} was planned before these labels arrived; planning it again")
+        with store.transaction() as tx:
+            tx.forget_round(round_)
+        path.unlink(missing_ok=True)
+        record = None
+    # Items can join the project between invocations, so item-level embeddings and metrics are per round.
+    session.embed_and_measure(round_)
+    session.train(round_)
+    labels = np.asarray(parts.data.labels)
+    session.evaluate(round_, extra=lambda: {
+        "n_test_labeled": int((labels[store.split_indices("test")] >= 0).sum()),
+        "n_candidates": int(len(session.filtered_candidates(round_))),
+    })
+    artifacts.write_metrics_jsonl(store, run_dir)
+    _report(store, round_)
+    if record is None:
+        if len(session.filtered_candidates(round_)) == 0:
+            log.info("no unlabelled candidates are left (after filters); nothing to select")
+            return finish(session, "pool_exhausted")
+        session.score_and_select(round_)
+        record = plan_round(session, round_)
+        save_record(run_dir, record)
+    apply = bool(parts.config["act"].get("apply", False))
+    show = int(parts.config["act"].get("show", 10))
+    log.info(f"round {round_} plan ({path.relative_to(run_dir)}):")
+    from plugins.actions import encord as actions
 
-    # --- the step ---------------------------------------------------------------------------------------
-    def execute(self) -> dict:
-        round_ = self.current_round()
-        changed = self.pull(round_)
-        if round_ >= int(self.config["loop"]["rounds"]):
-            log.info(f"all {round_} rounds of loop.rounds are done; raise loop.rounds to go on")
-            return self.finish("rounds")
-        path = actions_path(self.run_dir, round_)
-        record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-        applied_any = record is not None and any(r["status"] == "applied" for r in record["records"])
-        if changed and self.store.is_done(round_, "train") and not applied_any:
-            log.info(f"round {round_} was planned before these labels arrived; planning it again")
-            with self.store.transaction() as tx:
-                tx.forget_round(round_)
-            path.unlink(missing_ok=True)
-            record = None
-        # Items can join the project between invocations, so item-level embeddings and metrics are per round.
-        if self.embeddings.needs_static:
-            self.stage(round_, "embed", self.do_embed)
-        if self.config["metrics"].get("names"):
-            self.stage(round_, "metrics", self.do_metrics)
-            artifacts.write_item_metrics(self.store, self.run_dir, self.config["metrics"]["names"])
-        self.stage(round_, "train", lambda: self.do_train(round_))
-        self.stage(round_, "evaluate", lambda: self.do_evaluate(round_))
-        artifacts.write_metrics_jsonl(self.store, self.run_dir)
-        self._report(round_)
-        if record is None:
-            if len(self.filtered_candidates(round_)) == 0:
-                log.info("no unlabelled candidates are left (after filters); nothing to select")
-                return self.finish("pool_exhausted")
-            self.stage(round_, "score", lambda: self.do_score(round_))
-            self.stage(round_, "select", lambda: self.do_select(round_))
-            artifacts.write_selection_csv(self.store, self.run_dir, round_)
-            record = self.plan_round(round_)
-            self.save_record(record)
-        apply = bool(self.config["act"].get("apply", False))
-        show = int(self.config["act"].get("show", 10))
-        log.info(f"round {round_} plan ({path.relative_to(self.run_dir)}):")
-        from plugins.actions import encord as actions
+    for line in actions.describe(record["records"], show):
+        log.info(f"  {line}")
+    if not apply:
+        log.info("dry run: nothing was changed; run again with act.apply=true to apply this plan")
+        return finish(session, "dry_run")
+    apply_round(session, round_, record)
+    summary = finish(session, "applied" if record["status"] == "applied" else "partial")
+    if record["status"] != "applied":
+        failed = sum(r["status"] == "failed" for r in record["records"])
+        raise RunnerError(
+            f"{failed} of {len(record['records'])} actions of round {round_} failed (see {path}); "
+            "run again with act.apply=true to finish the rest"
+        )
+    return summary
 
-        for line in actions.describe(record["records"], show):
-            log.info(f"  {line}")
-        if not apply:
-            log.info("dry run: nothing was changed; run again with act.apply=true to apply this plan")
-            return self.finish("dry_run")
-        self.apply_round(round_, record)
-        summary = self.finish("applied" if record["status"] == "applied" else "partial")
-        if record["status"] != "applied":
-            failed = sum(r["status"] == "failed" for r in record["records"])
-            raise RunnerError(
-                f"{failed} of {len(record['records'])} actions of round {round_} failed (see {path}); "
-                "run again with act.apply=true to finish the rest"
-            )
-        return summary
 
-    # --- pull ---------------------------------------------------------------------------------------------
-    def pull(self, round_: int) -> bool:
-        """Bring new items and the platform's current labels into the store; True if any label changed."""
-        n_stored = len(self.store.item_ids())
-        n = len(self.data.item_ids)
-        split = np.asarray(self.data.split if self.data.split is not None else ["pool"] * n).astype(str)
-        labels = np.asarray(self.data.labels)
-        known_idx, known_labels = self.store.labeled()
-        known = dict(zip(known_idx.tolist(), known_labels.tolist(), strict=True))
-        # Test items' labels are read from the platform at evaluation and never enter training.
-        platform = {i: int(labels[i]) for i in np.flatnonzero((split == "pool") & (labels >= 0)).tolist()}
-        new = sorted(set(platform) - set(known))
-        changed = sorted(i for i in set(platform) & set(known) if platform[i] != known[i])
-        removed = sorted(set(known) - set(platform))
-        acquired = round_ - 1 if round_ > 0 else GLOBAL_ROUND
+# --- pull -------------------------------------------------------------------------------------------------
+def pull(session: Session, round_: int) -> bool:
+    """Bring new items and the platform's current labels into the store; True if any label changed."""
+    store, data = session.store, session.parts.data
+    n_stored = len(store.item_ids())
+    n = len(data.item_ids)
+    split = np.asarray(data.split if data.split is not None else ["pool"] * n).astype(str)
+    labels = np.asarray(data.labels)
+    known_idx, known_labels = store.labeled()
+    known = dict(zip(known_idx.tolist(), known_labels.tolist(), strict=True))
+    # Test items' labels are read from the platform at evaluation and never enter training.
+    platform = {i: int(labels[i]) for i in np.flatnonzero((split == "pool") & (labels >= 0)).tolist()}
+    new = sorted(set(platform) - set(known))
+    changed = sorted(i for i in set(platform) & set(known) if platform[i] != known[i])
+    removed = sorted(set(known) - set(platform))
+    acquired = round_ - 1 if round_ > 0 else GLOBAL_ROUND
 
-        with self.store.transaction() as tx:
-            if n > n_stored:
-                tx.add_items(
-                    [str(i) for i in self.data.item_ids[n_stored:]],
-                    list(split[n_stored:]),
-                    [None] * (n - n_stored),
-                    start=n_stored,
-                )
-            if new:
-                tx.add_labels(np.array(new), np.array([platform[i] for i in new]), acquired)
-            if changed:
-                tx.replace_labels(np.array(changed), np.array([platform[i] for i in changed]))
-            if removed:
-                tx.delete_labels(np.array(removed))
-        parts = [f"{len(new)} new labels"]
+    with store.transaction() as tx:
         if n > n_stored:
-            parts.insert(0, f"{n - n_stored} new items")
-        if changed or removed:
-            parts.append(f"{len(changed)} changed, {len(removed)} removed")
-        log.info(f"pulled from {self.platform.name}: {', '.join(parts)}")
-        return bool(new or changed or removed)
-
-    # --- stages that differ from simulation
-    # ------------------------------------------------------------------
-    def do_evaluate(self, round_: int):
-        labelled, _ = self.store.labeled()
-        test = self.store.split_indices("test")
-        known = test[np.asarray(self.data.labels)[test] >= 0]
-        model = self.model(round_)
-        accuracy = None
-        if model is not None and len(known):
-            probs = self.predict_probs(model, known)
-            accuracy = float((probs.argmax(axis=1) == self.data.labels[known]).mean())
-        extra = {"n_test_labeled": int(len(known)), "n_candidates": int(len(self.filtered_candidates(round_)))}
-        return lambda tx: tx.record_round(round_, len(labelled), accuracy, extra)
-
-    def filtered_candidates(self, round_: int) -> np.ndarray:
-        """Unlabelled pool items that pass the configured filters (stages, tags, metrics, ...)."""
-        return self.filters.apply(self.candidates(), self.model(round_), self)
-
-    # --- plan and act ---------------------------------------------------------------------------------------
-    def item(self, idx: int, rank: int | None = None) -> dict:
-        extra = self.data.extra
-        return {
-            "data_hash": str(self.data.item_ids[idx]),
-            "title": str(extra["title"][idx]),
-            "stage": extra["stage"][idx],
-            "rank": rank,
-        }
-
-    def plan_round(self, round_: int) -> dict:
-        selected = self.store.selected_indices(round_)
-        candidates = self.filtered_candidates(round_)
-        rest = np.setdiff1d(candidates, selected)
-        labelled, _ = self.store.labeled()
-        parked = np.setdiff1d(self.store.tagged("parked"), labelled)
-        _, final = self.platform.stage_titles()
-        act = self.config["act"]
-        build = _instantiate(act["function"], f"act '{act['name']}'", _partial_=True)
-        try:
-            records = build(
-                selected=[self.item(i, rank) for rank, i in enumerate(selected, 1)],
-                rest=[self.item(i) for i in rest],
-                parked=[self.item(i) for i in parked],
-                final_stages=final,
-                round_=round_,
+            tx.add_items(
+                [str(i) for i in data.item_ids[n_stored:]], list(split[n_stored:]), [None] * (n - n_stored),
+                start=n_stored,
             )
-        except ValueError as exc:
-            raise ConfigError(f"act '{act['name']}': {exc}") from None
-        from plugins.actions import encord as actions
+        if new:
+            tx.add_labels(np.array(new), np.array([platform[i] for i in new]), acquired)
+        if changed:
+            tx.replace_labels(np.array(changed), np.array([platform[i] for i in changed]))
+        if removed:
+            tx.delete_labels(np.array(removed))
+    parts = [f"{len(new)} new labels"]
+    if n > n_stored:
+        parts.insert(0, f"{n - n_stored} new items")
+    if changed or removed:
+        parts.append(f"{len(changed)} changed, {len(removed)} removed")
+    log.info(f"pulled from {session.parts.platform.name}: {', '.join(parts)}")
+    return bool(new or changed or removed)
 
-        return {
-            "round": round_,
-            "project": self.config["project"]["name"],
-            "act": act["name"],
-            "function": {k: v for k, v in act["function"].items() if k != "_target_"},
-            "status": "planned",
-            "counts": actions.counts(records),
-            "records": records,
+
+# --- plan and act -----------------------------------------------------------------------------------------
+def _item(data: Dataset, idx: int, rank: int | None = None) -> dict:
+    return {
+        "data_hash": str(data.item_ids[idx]),
+        "title": str(data.extra["title"][idx]),
+        "stage": data.extra["stage"][idx],
+        "rank": rank,
+    }
+
+
+def plan_round(session: Session, round_: int) -> dict:
+    parts, store, data = session.parts, session.store, session.parts.data
+    selected = store.selected_indices(round_)
+    rest = np.setdiff1d(session.filtered_candidates(round_), selected)
+    labelled, _ = store.labeled()
+    parked = np.setdiff1d(store.tagged("parked"), labelled)
+    _, final = parts.platform.stage_titles()
+    act = parts.config["act"]
+    try:
+        records = parts.act.function(
+            selected=[_item(data, i, rank) for rank, i in enumerate(selected, 1)],
+            rest=[_item(data, i) for i in rest],
+            parked=[_item(data, i) for i in parked],
+            final_stages=final,
+            round_=round_,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{parts.act.label}: {exc}") from None
+    from plugins.actions import encord as actions
+
+    return {
+        "round": round_,
+        "project": parts.project_name,
+        "act": act["name"],
+        "function": {k: v for k, v in act["function"].items() if k != "_target_"},
+        "status": "planned",
+        "counts": actions.counts(records),
+        "records": records,
+    }
+
+
+def save_record(run_dir: Path, record: dict) -> None:
+    from plugins.actions import encord as actions
+
+    record["counts"] = actions.counts(record["records"])
+    path = actions_path(run_dir, record["round"])
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def apply_round(session: Session, round_: int, record: dict) -> None:
+    from plugins.actions import encord as actions
+
+    store, run_dir = session.store, session.run_dir
+    local = [r for r in record["records"] if r["action"] in actions.LOCAL_ACTIONS and r["status"] != "applied"]
+    actions.apply(record["records"], session.parts.platform, save=lambda: save_record(run_dir, record))
+    index = {item: i for i, item in enumerate(store.item_ids())}
+    with store.transaction() as tx:
+        # Tags follow the platform: an item is tagged parked only once it really is in Complete.
+        platform_failed = {
+            r["data_hash"]
+            for r in record["records"]
+            if r["action"] in actions.PLATFORM_ACTIONS and r["status"] != "applied"
         }
+        for r in local:
+            if r["data_hash"] in platform_failed:
+                continue
+            idx = np.array([index[r["data_hash"]]])
+            if r["action"] == "tag":
+                tx.add_tags(idx, str(r["value"]), round_)
+            else:
+                tx.remove_tags(idx, str(r["value"]))
+            r.update(status="applied", error=None)
+        done = all(r["status"] == "applied" for r in record["records"])
+        record["status"] = "applied" if done else "partial"
+        if done:
+            tx.mark_done(round_, "act", 0.0)
+    save_record(run_dir, record)
+    tally = actions.counts(record["records"])
+    log.info(
+        "applied: " + "; ".join(f"{a} " + ", ".join(f"{k} {v}" for k, v in s.items()) for a, s in tally.items())
+    )
 
-    def save_record(self, record: dict) -> None:
-        from plugins.actions import encord as actions
 
-        record["counts"] = actions.counts(record["records"])
-        path = actions_path(self.run_dir, record["round"])
-        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+# --- reports ----------------------------------------------------------------------------------------------
+def _report(store: Store, round_: int) -> None:
+    row = next(r for r in store.rounds() if r["round"] == round_)
+    accuracy = "n/a" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
+    log.info(
+        f"round {round_} | labelled {row['n_labeled']} | candidates {row.get('n_candidates')} | "
+        f"test accuracy {accuracy} on {row.get('n_test_labeled', 0)} labelled test items"
+    )
 
-    def apply_round(self, round_: int, record: dict) -> None:
-        from plugins.actions import encord as actions
 
-        local = [
-            r for r in record["records"] if r["action"] in actions.LOCAL_ACTIONS and r["status"] != "applied"
-        ]
-        actions.apply(record["records"], self.platform, save=lambda: self.save_record(record))
-        index = {item: i for i, item in enumerate(self.store.item_ids())}
-        with self.store.transaction() as tx:
-            # Tags follow the platform: an item is tagged parked only once it really is in Complete.
-            platform_failed = {
-                r["data_hash"]
-                for r in record["records"]
-                if r["action"] in actions.PLATFORM_ACTIONS and r["status"] != "applied"
-            }
-            for r in local:
-                if r["data_hash"] in platform_failed:
-                    continue
-                idx = np.array([index[r["data_hash"]]])
-                if r["action"] == "tag":
-                    tx.add_tags(idx, str(r["value"]), round_)
-                else:
-                    tx.remove_tags(idx, str(r["value"]))
-                r.update(status="applied", error=None)
-            done = all(r["status"] == "applied" for r in record["records"])
-            record["status"] = "applied" if done else "partial"
-            if done:
-                tx.mark_done(round_, "act", 0.0)
-        self.save_record(record)
-        tally = actions.counts(record["records"])
-        log.info(
-            "applied: "
-            + "; ".join(f"{a} " + ", ".join(f"{k} {v}" for k, v in s.items()) for a, s in tally.items())
-        )
-
-    # --- reports
-    # ----------------------------------------------------------------------------------------------
-    def _report(self, round_: int) -> None:
-        row = next(r for r in self.store.rounds() if r["round"] == round_)
-        accuracy = "n/a" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
-        log.info(
-            f"round {round_} | labelled {row['n_labeled']} | candidates {row.get('n_candidates')} | "
-            f"test accuracy {accuracy} on {row.get('n_test_labeled', 0)} labelled test items"
-        )
-
-    def finish(self, stopped: str) -> dict:
-        summary = super().finish(stopped)
-        summary.update(mode="human", open_round=self.current_round())
-        artifacts.write_json(self.run_dir / "summary.json", summary)
-        if summary["tags"]:
-            log.info("tags: " + ", ".join(f"{t} {n}" for t, n in summary["tags"].items()))
-        return summary
+def finish(session: Session, stopped: str) -> dict:
+    summary = session.finish(stopped)
+    summary.update(mode="human", open_round=current_round(session.store))
+    artifacts.write_json(session.run_dir / "summary.json", summary)
+    if summary["tags"]:
+        log.info("tags: " + ", ".join(f"{t} {n}" for t, n in summary["tags"].items()))
+    return summary

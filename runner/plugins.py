@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from plugins.errors import InputError, ServiceError
@@ -22,3 +22,13 @@ def instantiate_node(node: dict, what: str, **kwargs: Any) -> Any:
         text = str(exc).strip()
         reason = text.splitlines()[-1] if text else type(exc).__name__
         raise ConfigError(f"{what} could not be created: {reason}") from None
+
+
+def instantiate_callable(node: dict, what: str) -> Any:
+    """The callable a config node names: a function with the node's other keys bound (a partial), or an
+    instance of a class built from them (a class whose instances are called, e.g. a combination of functions)."""
+    try:
+        target = get_object(node["_target_"])
+    except Exception:  # reported with the usual message by instantiate_node below
+        target = None
+    return instantiate_node(node, what, **({} if isinstance(target, type) else {"_partial_": True}))

@@ -1,136 +1,121 @@
-"""Embeddings and data-quality metrics: computed once per run, kept in the store, read by every round."""
+"""Embeddings and data-quality metrics: computed once per run (per round on a platform), kept in the store."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from runner.errors import ConfigError
-from runner.plugins import instantiate_node
+from runner.plugins import instantiate_callable
 
 log = logging.getLogger("runner")
-EMBEDDING_INPUTS = frozenset({"embeddings", "labeled_embeddings"})
 
 
-def metric_functions(metrics: dict) -> dict[str, Any]:
-    """The configured metric functions by name (Hydra partials), checked against ``metrics.names``."""
+@dataclass(frozen=True)
+class Metric:
+    """One configured metric: its function, what its first parameter is given, and which items it covers."""
+
+    name: str
+    function: Callable[..., np.ndarray]
+    source: str  # "images" or "embeddings"
+    unlabeled_only: bool
+    extra_inputs: tuple[str, ...]  # "n_classes", "rng"
+
+
+def metric_set(metrics: dict) -> list[Metric]:
+    """The metrics of ``metrics.names``, in that order, built from ``metrics.functions`` and ``metrics.scope``."""
     functions = metrics.get("functions") or {}
-    found = {}
+    scopes = metrics.get("scope") or {}
+    found = []
     for name in metrics.get("names") or []:
         if name not in functions:
             raise ConfigError(f"metrics.names lists '{name}' but metrics.functions.{name} is not defined")
-        found[name] = instantiate_node(functions[name], f"metrics.functions.{name}", _partial_=True)
+        function = instantiate_callable(functions[name], f"metrics.functions.{name}")
         try:
-            params = list(inspect.signature(found[name]).parameters)
+            params = list(inspect.signature(function).parameters)
         except ValueError as exc:  # a partial with arguments the function does not take
             raise ConfigError(f"metrics.functions.{name}: {exc}") from None
         if not params or params[0] not in ("images", "embeddings"):
             raise ConfigError(f"metrics.functions.{name}: the first parameter must be 'images' or 'embeddings'")
+        extra = tuple(p for p in params[1:] if p in ("n_classes", "rng"))
+        found.append(Metric(name, function, params[0], scopes.get(name) == "unlabeled", extra))
     return found
 
 
-@dataclass
 class Embeddings:
-    """Where item embeddings come from: ``pixels`` (PCA of the pixels, computed once), ``clip`` (a pretrained
-    encoder from local weights, computed once) or ``model`` (the current model's ``embed``; pixels stand in while
-    no model exists yet). The once-computed embeddings are stored under ``embeddings/static``."""
+    """Where item embeddings come from.
 
-    name: str
-    n_components: int
-    seed: int
-    needs_static: bool
-    weights_path: str | None = None
-    images: np.ndarray | None = None
-    load: Any = None  # () -> stored pixel embeddings, bound to the run store
-    _pixels: np.ndarray | None = field(default=None, repr=False)
-    _warned: bool = False
+    A static embedder (``fit_transform(images)``: pixel PCA, a pretrained encoder) is computed once, at the
+    ``embed`` stage, and kept in the store under ``embeddings/static``. An embedder with ``embed_with(model,
+    images)`` (the model's own representation) is asked every round; where it answers None its ``fallback``,
+    a static embedder, stands in.
+    """
 
-    @classmethod
-    def from_config(cls, config: dict, acquisition: Any) -> Embeddings:
-        section = config.get("embedder") or {"name": "pixels"}
-        name = section.get("name", "pixels")
-        weights = section.get("weights_path")
-        if name == "clip":
-            from plugins.embedders.pretrained import check_available
+    def __init__(self, embedder: Any, needed: bool) -> None:
+        self.embedder = embedder
+        self.static_embedder = getattr(embedder, "fallback", embedder)
+        self.needed = needed
+        self.images: np.ndarray | None = None
+        self.load: Callable[[], np.ndarray | None] | None = None
+        self._static: np.ndarray | None = None
 
-            try:
-                check_available(weights)
-            except FileNotFoundError as exc:
-                raise ConfigError(f"embedder.weights_path: {exc}") from None
-        uses = any(EMBEDDING_INPUTS & set(f.inputs) for f in acquisition.functions())
-        uses |= any(
-            next(iter(inspect.signature(fn).parameters)) == "embeddings"
-            for fn in metric_functions(config["metrics"]).values()
-        )
-        uses |= bool((config.get("filters") or {}).get("exclude_near_duplicates"))
-        return cls(name, int(section.get("n_components", 50)), int(config["seed"]), uses, weights_path=weights)
+    def bind(self, images: np.ndarray, load: Callable[[], np.ndarray | None]) -> None:
+        """The run's images and how to read the stored static embeddings."""
+        self.images, self.load, self._static = images, load, None
 
     def fit_static(self, images: np.ndarray) -> np.ndarray:
-        """Embeddings that do not change between rounds: pixel PCA, or the pretrained encoder's."""
-        if self.name == "clip":
-            from plugins.embedders.pretrained import LocalWeights
-
-            return np.asarray(LocalWeights(self.weights_path).fit_transform(images), dtype=np.float64)
-        from plugins.embedders.pixels import PixelPCA
-
-        return PixelPCA(n_components=self.n_components, random_state=self.seed).fit_transform(images)
+        return self.static_embedder.fit_transform(images)
 
     def static(self) -> np.ndarray | None:
-        """The once-computed embeddings of every item (pixel PCA or pretrained)."""
-        if self._pixels is None and self.load is not None:
-            self._pixels = self.load()
-        return self._pixels
+        if self._static is None and self.load is not None:
+            self._static = self.load()
+        return self._static
 
     def of(self, indices: np.ndarray, model: Any | None) -> np.ndarray:
-        if self.name == "model":
-            if model is not None and hasattr(model, "embed"):
-                return np.asarray(model.embed(self.images[indices]), dtype=np.float64)
-            if not self._warned:
-                log.info("embedder=model: no trained model yet, using pixel embeddings for this round")
-                self._warned = True
-        pixels = self.static()
-        if pixels is None:
+        if hasattr(self.embedder, "embed_with") and self.images is not None:
+            vectors = self.embedder.embed_with(model, self.images[indices])
+            if vectors is not None:
+                return vectors
+        static = self.static()
+        if static is None:
             raise RuntimeError("embeddings were needed but not computed at the embed stage")
-        return pixels[indices]
+        return static[indices]
 
 
-def compute_metrics(metrics: dict, data: Any, pixel_embeddings: np.ndarray | None, unlabeled: np.ndarray,
+def compute_metrics(metrics: list[Metric], images: np.ndarray, item_ids: np.ndarray, n_classes: int,
+                    static_embeddings: np.ndarray | None, unlabeled: np.ndarray,
                     rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One float column per configured metric over every item (NaN where it could not be computed).
+    """One float column per metric over every item (NaN where it could not be computed).
 
-    A metric whose ``metrics.scope.NAME`` is ``unlabeled`` (Image Diversity) is computed over the unlabelled items
-    only. A failing metric, or failing items, are reported and left NaN: a metric never stops a run.
+    A metric scoped to ``unlabeled`` (Image Diversity) is computed over the unlabelled items only. A failing
+    metric, or failing items, are reported and left NaN: a metric never stops a run.
     """
-    n = len(data.item_ids)
-    scopes = metrics.get("scope") or {}
+    n = len(item_ids)
     columns = {}
-    for name, function in metric_functions(metrics).items():
-        scope = unlabeled if scopes.get(name) == "unlabeled" else np.arange(n)
-        params = inspect.signature(function).parameters
-        first = next(iter(params))
-        source = data.images if first == "images" else pixel_embeddings
-        kwargs: dict[str, Any] = {first: source[scope]}
-        if "n_classes" in params:
-            kwargs["n_classes"] = data.n_classes
-        if "rng" in params:
-            kwargs["rng"] = rng
+    for metric in metrics:
+        scope = unlabeled if metric.unlabeled_only else np.arange(n)
+        source = images if metric.source == "images" else static_embeddings
+        kwargs: dict[str, Any] = {metric.source: source[scope]}
+        available = {"n_classes": n_classes, "rng": rng}
+        kwargs.update({name: available[name] for name in metric.extra_inputs})
         column = np.full(n, np.nan)
         try:
-            values = np.asarray(function(**kwargs), dtype=np.float64)
+            values = np.asarray(metric.function(**kwargs), dtype=np.float64)
             if values.shape != (len(scope),):
                 raise ValueError(f"returned shape {values.shape}, expected ({len(scope)},)")
             column[scope] = values
         except Exception as exc:  # a metric's own bug must not end the run; it is reported instead
-            log.warning(f"metric '{name}' could not be computed: {exc}")
-            columns[name] = column
+            log.warning(f"metric '{metric.name}' could not be computed: {exc}")
+            columns[metric.name] = column
             continue
         failed = scope[np.isnan(column[scope])]
         if len(failed):
-            shown = ", ".join(str(data.item_ids[i]) for i in failed[:5])
-            log.warning(f"metric '{name}': {len(failed)} items could not be scored (first: {shown})")
-        columns[name] = column
+            shown = ", ".join(str(item_ids[i]) for i in failed[:5])
+            log.warning(f"metric '{metric.name}': {len(failed)} items could not be scored (first: {shown})")
+        columns[metric.name] = column
     return columns

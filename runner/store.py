@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.errors import ConfigError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -65,6 +67,11 @@ CREATE TABLE IF NOT EXISTS tags (
 
 # Rounds are numbered from 0; global stages (import) use this round number.
 GLOBAL_ROUND = -1
+TABLES = ("meta", "items", "labels", "rounds", "selections", "stages", "blobs", "tags")
+
+
+class StoreError(ConfigError):
+    """``state.sqlite`` exists but is not a usable run store (corrupt, truncated, or some other database)."""
 
 
 class Store:
@@ -72,16 +79,39 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._conn = sqlite3.connect(self.path, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL keeps every committed stage through a crash of the process (kill -9); only a crash
-        # of the whole machine can lose the last commits, and resuming simply computes those stages again.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        existed = self.path.is_file() and self.path.stat().st_size > 0
         self._in_tx = False
-        with self.transaction():
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                self._conn.execute(statement)
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise unusable(self.path, exc) from None
+        try:
+            if existed:
+                self._check()
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL keeps every committed stage through a crash of the process (kill -9); only a
+            # crash of the whole machine can lose the last commits, and resuming computes those stages again.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            with self.transaction():
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    self._conn.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise unusable(self.path, exc) from None
+        except StoreError:
+            self._conn.close()
+            raise
+
+    def _check(self) -> None:
+        """Refuse a damaged file, or a database that is not a run store, before anything is written to it."""
+        problems = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise StoreError(f"{self.path} is damaged ({problems[0]}); {START_OVER}")
+        found = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in TABLES if t not in found]
+        if missing:
+            raise StoreError(f"{self.path} is not a run store (no '{missing[0]}' table); {START_OVER}")
 
     def close(self) -> None:
         self._conn.close()
@@ -272,3 +302,28 @@ class Store:
         for idx, tag in self._conn.execute("SELECT idx, tag FROM tags ORDER BY idx, tag"):
             found.setdefault(idx, set()).add(tag)
         return found
+
+
+START_OVER = "move it away, or pick a new hydra.run.dir, to start the run over"
+
+
+def unusable(path: Path, exc: BaseException) -> StoreError:
+    """The one-line error for a store SQLite cannot read (a truncated or overwritten file)."""
+    return StoreError(f"{path} is not a usable run store ({exc}); {START_OVER}")
+
+
+def read_meta(path: Path, key: str) -> str | None:
+    """One ``meta`` value of the store at ``path``, read-only; None when there is no readable store or value."""
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return None if row is None else row[0]

@@ -134,12 +134,12 @@ from runner import loop, store
 mode, target = sys.argv[1], sys.argv[2]
 sys.argv = ["runner"] + sys.argv[3:]
 if mode == "after":
-    original = loop.Run.stage
+    original = loop.Session.stage
     def stage(self, round_, name, work):
         original(self, round_, name, work)
         if f"{name}:{round_}" == target:
             os.kill(os.getpid(), signal.SIGKILL)
-    loop.Run.stage = stage
+    loop.Session.stage = stage
 else:
     original = store.Store.mark_done
     def mark_done(self, round_, stage, seconds):

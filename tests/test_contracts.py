@@ -11,9 +11,11 @@ from omegaconf import OmegaConf
 
 from plugins.sources.dataset import Dataset
 from runner import contracts
+from runner.app import run
+from runner.assemble import Parts
 from runner.errors import PluginError
-from runner.loop import open_run
-from runner.quality import compute_metrics
+from runner.quality import compute_metrics, metric_set
+from runner.store import Store
 from tests.conftest import REPO
 
 
@@ -63,22 +65,20 @@ class NaNModel:
 
 
 def test_a_misbehaving_model_stops_the_run_before_anything_is_recorded(tmp_path, monkeypatch):
-    run = open_run(composed(), tmp_path)
-    monkeypatch.setattr(run, "new_model", lambda random_state: NaNModel())
+    monkeypatch.setattr(Parts, "new_model", lambda self, random_state: NaNModel())
     with pytest.raises(PluginError, match="plugins.models.sklearn_model.SklearnClassifier: predict_proba contains"):
-        run.execute()
-    assert not run.store.is_done(0, "evaluate")  # the bad stage left nothing behind
-    assert run.store.is_done(0, "train")
-    run.store.close()
+        run(composed(), tmp_path, threads=1)
+    store = Store(tmp_path / "state.sqlite")
+    assert not store.is_done(0, "evaluate")  # the bad stage left nothing behind
+    assert store.is_done(0, "train")
+    store.close()
 
 
 def test_a_metric_with_arguments_its_function_does_not_take_is_a_config_error():
     from runner.errors import ConfigError
-    from runner.quality import metric_functions
-
     bad = {"names": ["area"], "functions": {"area": {"_target_": "plugins.metrics.geometry.area", "unexpected": 1}}}
     with pytest.raises(ConfigError, match="metrics.functions.area: partial object"):
-        metric_functions(bad)
+        metric_set(bad)
 
 
 def test_a_metric_that_fails_on_some_items_reports_them_and_goes_on(caplog):
@@ -94,7 +94,8 @@ def test_a_metric_that_fails_on_some_items_reports_them_and_goes_on(caplog):
     }
     flat_embeddings = np.zeros(6)  # 1-d: uniqueness cannot work on it and raises
     with caplog.at_level(logging.WARNING, logger="runner"):
-        columns = compute_metrics(metrics, data, flat_embeddings, np.arange(6), np.random.default_rng(0))
+        columns = compute_metrics(metric_set(metrics), data.images, data.item_ids, data.n_classes, flat_embeddings,
+                                  np.arange(6), np.random.default_rng(0))
     assert np.isnan(columns["brightness"][2]) and np.isfinite(np.delete(columns["brightness"], 2)).all()
     np.testing.assert_allclose(np.delete(columns["brightness"], 2), np.delete(images.mean(axis=(1, 2)), 2), rtol=1e-5)
     assert np.isnan(columns["broken"]).all()

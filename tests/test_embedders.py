@@ -7,7 +7,8 @@ import pytest
 
 from plugins.embedders import pixels
 from plugins.embedders.pixels import PixelPCA
-from plugins.embedders.pretrained import LocalWeights, WeightsNotFoundError, check_available
+from plugins.embedders.pretrained import LocalWeights, check_available
+from plugins.errors import InputError
 from plugins.metrics.uniqueness import uniqueness
 
 
@@ -67,15 +68,14 @@ def test_pca_duplicates_and_non_finite_images():
         PixelPCA(0)
 
 
-def test_missing_weights_raise_a_clear_file_not_found(tmp_path):
+def test_missing_weights_are_one_line_naming_the_key_and_file(tmp_path):
     missing = tmp_path / "clip-vit-b32.pt2"
-    with pytest.raises(FileNotFoundError, match="clip-vit-b32.pt2") as caught:
+    with pytest.raises(InputError, match="clip-vit-b32.pt2") as caught:
         check_available(str(missing))
-    assert isinstance(caught.value, WeightsNotFoundError)
-    assert caught.value.filename == str(missing)
-    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+    assert str(caught.value).startswith("embedder.weights_path: ") and "\n" not in str(caught.value)
+    with pytest.raises(InputError, match="does not exist"):
         LocalWeights(str(missing))
-    with pytest.raises(WeightsNotFoundError, match="is a directory"):
+    with pytest.raises(InputError, match="is a directory"):
         check_available(str(tmp_path))
 
 

@@ -56,7 +56,7 @@ def test_the_credential_never_reaches_the_run_directory_or_logs_in_process(
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from runner.loop import open_run
+    from runner.app import run as run_config
 
     export = example_export(tmp_path, n=30, labelled=10)
     run_dir = tmp_path / "run"
@@ -78,11 +78,7 @@ def test_the_credential_never_reaches_the_run_directory_or_logs_in_process(
             ],
         )
     caplog.set_level("DEBUG")
-    run = open_run(OmegaConf.to_container(cfg, resolve=True), run_dir)
-    try:
-        run.execute()
-    finally:
-        run.store.close()
+    run_config(OmegaConf.to_container(cfg, resolve=True), run_dir, threads=1)
     captured = capsys.readouterr()
     texts = [captured.out, captured.err, caplog.text, *files_text(run_dir, export)]
     assert any("round_000" in t for t in texts)

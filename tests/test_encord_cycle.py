@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from plugins.sources import encord_export
 from plugins.sources.encord_offline import OfflineProject
+from runner.app import run as run_config
 from runner.errors import RunnerError
-from runner.loop import open_run
 from tests.encord_fake import Faults, example_export
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,11 +36,7 @@ def config_for(run_dir: Path, export: Path, *overrides: str) -> dict:
 
 
 def invoke(run_dir: Path, export: Path, *overrides: str) -> dict:
-    run = open_run(config_for(run_dir, export, *overrides), run_dir)
-    try:
-        return run.execute()
-    finally:
-        run.store.close()
+    return run_config(config_for(run_dir, export, *overrides), run_dir, threads=1)
 
 
 def platform(run_dir: Path) -> dict[str, dict]:

@@ -195,6 +195,6 @@ def test_uniqueness_edge_cases():
 def test_near_duplicate_flag():
     angle = 0.01  # chord between unit vectors at this angle: 2 sin(0.005) = 0.0099999...
     e = np.array([[1.0, 0.0], [np.cos(angle), np.sin(angle)], [0.0, 3.0], [0.0, 3.0], [-1.0, 0.0]])
-    np.testing.assert_array_equal(near_duplicate(e), [True, True, False, True, False])
+    np.testing.assert_array_equal(near_duplicate(e, 0.03), [True, True, False, True, False])
     np.testing.assert_array_equal(near_duplicate(e, threshold=0.005), [False, False, False, True, False])
-    assert near_duplicate(np.array([[np.nan, 0.0], [1.0, 0.0]])).tolist() == [False, False]
+    assert near_duplicate(np.array([[np.nan, 0.0], [1.0, 0.0]]), 0.03).tolist() == [False, False]

@@ -73,7 +73,7 @@ def test_class_balanced_policy_spreads_the_budget_over_predicted_classes(tmp_pat
     from sklearn.linear_model import LogisticRegression
 
     from plugins.models.sklearn_model import SklearnClassifier
-    from runner.loop import stage_seed
+    from runner.seeds import stage_seed
 
     run_dir = tmp_path / "run"
     run_ok(run_dir, "selection.policy=class_balanced", "loop.rounds=1")

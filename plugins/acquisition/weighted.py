@@ -1,14 +1,20 @@
-"""Weighted rank sum: one score from several score columns (acquisition functions, metrics) on one scale.
+"""Weighted rank sum: one score from several acquisition functions and metrics, on one scale.
 
 Each column becomes normalised ranks in [0, 1], so columns on unrelated scales (entropy in nats, a diversity
 position, a brightness) weigh only by their weights. Ranks rather than values also make the sum blind to
-outliers.
+outliers. :class:`WeightedRankSum` is an acquisition function like any other: it asks for the union of what its
+components ask for (see ``plugins.acquisition.protocol``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import numpy as np
 from scipy.stats import rankdata
+
+from plugins.acquisition.protocol import INPUTS, declared_inputs
 
 
 def normalised_ranks(values: np.ndarray) -> np.ndarray:
@@ -42,3 +48,59 @@ def rank_sum(columns: dict[str, np.ndarray], weights: dict[str, float]) -> np.nd
     for name in sorted(columns):
         total += float(weights[name]) * normalised_ranks(columns[name])
     return total
+
+
+def neutral_fill(values: np.ndarray) -> np.ndarray:
+    """A metric column with items it could not score set to the median, so they neither win nor lose by it."""
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    filled = values.copy()
+    filled[missing] = np.nanmedian(values) if (~missing).any() else 0.0
+    return filled
+
+
+class WeightedRankSum:
+    """``components``: name -> ``{weight, function}`` (an acquisition function) or ``{weight, metric}`` (a metric)."""
+
+    def __init__(self, components: Mapping[str, Mapping[str, Any]]) -> None:
+        if not components:
+            raise ValueError("components: name at least one function or metric to weigh")
+        self.weights: dict[str, float] = {}
+        self.functions: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {}
+        self.metrics: dict[str, str] = {}
+        for name, spec in components.items():
+            if "weight" not in spec or ("function" in spec) == ("metric" in spec):
+                raise ValueError(f"components.{name} needs a weight and either a function or a metric")
+            self.weights[name] = float(spec["weight"])
+            if "metric" in spec:
+                self.metrics[name] = str(spec["metric"])
+                continue
+            function = spec["function"]
+            try:
+                needs = declared_inputs(function)
+            except ValueError as exc:
+                raise ValueError(f"components.{name}: {exc}") from None
+            if "budget" in needs:
+                raise ValueError(f"components.{name}: a batch strategy cannot be weighted")
+            self.functions[name] = (function, needs)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        wanted = {n for _, needs in self.functions.values() for n in needs}
+        if self.metrics:
+            wanted.add("metrics")
+        return tuple(n for n in INPUTS if n in wanted)
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.metrics.values())
+
+    def __call__(self, **inputs: Any) -> np.ndarray:
+        columns = {}
+        for name, (function, needs) in self.functions.items():
+            columns[name] = np.asarray(function(**{n: inputs[n] for n in needs}), dtype=np.float64)
+        for name, metric in self.metrics.items():
+            columns[name] = neutral_fill(inputs["metrics"][metric])
+        return rank_sum(columns, self.weights)

@@ -1,7 +1,7 @@
 """Embedders from pretrained weights on local disk (CLIP or any other image encoder).
 
 Nothing can be downloaded at run time, so the weights must already be a file on this machine; a missing file
-is reported at configuration time, before any stage runs, by ``check_available``.
+is reported when the embedder is built from the config, before any stage runs.
 
 The file is a ``torch.export`` program (``torch.export.save``) that maps a float32 batch of shape (b, C, H, W)
 in [0, 1] to (b, d) embeddings; exporting fixes the network in the file, so no model code is needed here.
@@ -9,43 +9,31 @@ in [0, 1] to (b, d) embeddings; exporting fixes the network in the file, so no m
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained weights named in the config are not on disk; ``filename`` holds the path."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(errno.ENOENT, message, path)
-        self.message = message
-
-    def __str__(self) -> str:
-        # OSError's own text ("[Errno 2] ...: 'path'") would repeat the path the message already names.
-        return self.message
+from plugins.errors import InputError
 
 
 def check_available(path: str) -> None:
-    """Raise ``WeightsNotFoundError`` naming ``path`` unless it is an existing file."""
+    """Raise :class:`InputError` naming ``path`` unless it is an existing file."""
     weights = Path(str(path)).expanduser()
     if not weights.is_file():
         reason = "is a directory, not a file" if weights.is_dir() else "does not exist"
-        raise WeightsNotFoundError(
-            f"pretrained embedder weights file {reason}: {weights} (weights cannot be downloaded here; "
-            "copy the exported model file to this path or pick embedder=pixels)",
-            str(weights),
+        raise InputError(
+            f"embedder.weights_path: pretrained embedder weights file {reason}: {weights} (weights cannot be "
+            "downloaded here; copy the exported model file to this path or pick embedder=pixels)"
         )
 
 
 class LocalWeights:
-    """Embed images with the exported network at ``path``; construction fails if the file is absent."""
+    """Embed images with the exported network at ``weights_path``; construction fails if the file is absent."""
 
-    def __init__(self, path: str, batch_size: int = 256) -> None:
-        check_available(path)
-        self.path = str(Path(str(path)).expanduser())
+    def __init__(self, weights_path: str, batch_size: int = 256) -> None:
+        check_available(weights_path)
+        self.path = str(Path(str(weights_path)).expanduser())
         self.batch_size = int(batch_size)
         self._module: Any = None
 

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from plugins.metrics.embedding_space import l2_normalise, nearest
-from plugins.metrics.uniqueness import NEAR_DUPLICATE_THRESHOLD
 
 
 def metric_range(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
@@ -74,7 +73,7 @@ def predicted_class(probs: np.ndarray, classes: Iterable[int] | None) -> np.ndar
 def not_near_duplicate(
     candidate_embeddings: np.ndarray,
     reference_embeddings: np.ndarray | None,
-    threshold: float = NEAR_DUPLICATE_THRESHOLD,
+    threshold: float,
     within_candidates: bool = False,
 ) -> np.ndarray:
     """Keep candidates with no reference row within ``threshold`` on L2-normalised embeddings.

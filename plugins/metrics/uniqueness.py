@@ -16,8 +16,6 @@ import numpy as np
 
 from plugins.metrics.embedding_space import distinct_rows, l2_normalise, nearest
 
-NEAR_DUPLICATE_THRESHOLD = 0.03
-
 
 def uniqueness(embeddings: np.ndarray) -> np.ndarray:
     """Distance from each item to its nearest neighbour on L2-normalised embeddings, with exact duplicates 0.
@@ -42,7 +40,7 @@ def uniqueness(embeddings: np.ndarray) -> np.ndarray:
     return out
 
 
-def near_duplicate(embeddings: np.ndarray, threshold: float = NEAR_DUPLICATE_THRESHOLD) -> np.ndarray:
+def near_duplicate(embeddings: np.ndarray, threshold: float) -> np.ndarray:
     """Boolean (n,): ``uniqueness(embeddings) <= threshold``; NaN uniqueness is never flagged.
 
     So every copy of an exact duplicate but the first is flagged, and the first only when it also has a near

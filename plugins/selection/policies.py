@@ -1,15 +1,26 @@
-"""Budget policies: turn one score per candidate into the ordered batch to label."""
+"""Budget policies: turn one score per candidate into the ordered batch to label.
+
+A policy names what it needs by its parameters (as acquisition functions do): ``scores`` (one per candidate,
+higher = label first), ``budget`` (items, or cost units when the policy takes ``cost``), and optionally
+``predicted`` (the model's predicted class of each candidate) or ``cost`` (each candidate's cost, from
+``selection.cost``). It returns the chosen positions, best first. ``conf/selection/default.yaml`` lists them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+POLICY_INPUTS = frozenset({"scores", "budget", "predicted", "cost"})
 
-def topk(scores: np.ndarray, budget: int) -> np.ndarray:
+
+def topk(scores: np.ndarray, budget: float, cost: np.ndarray | None = None) -> np.ndarray:
     """Positions of the ``budget`` highest scores, best first; ties go to the lower position.
 
+    With ``cost``, the budget is in cost units instead (see :func:`topk_cost`).
     O(n): one ``argpartition`` finds the threshold, only the chosen few are sorted.
     """
+    if cost is not None:
+        return topk_cost(scores, budget, cost)
     scores = np.asarray(scores, dtype=np.float64)
     n = len(scores)
     k = min(int(budget), n)
@@ -66,22 +77,23 @@ def class_balanced(scores: np.ndarray, budget: int, predicted: np.ndarray) -> np
     return order[np.sort(picked)].astype(np.int64)
 
 
-def stratified(scores: np.ndarray, budget: int, strata: np.ndarray) -> np.ndarray:
-    """The best items of every stratum, with the budget shared in proportion to stratum sizes.
+def stratified(scores: np.ndarray, budget: int, predicted: np.ndarray) -> np.ndarray:
+    """The best items of every stratum (``predicted``: a stratum per item, the predicted classes in a run), with
+    the budget shared in proportion to stratum sizes.
 
     Quotas are ``budget * size / n`` rounded by largest remainder: every stratum gets the floor, and the
     seats left go to the largest fractional parts (equal parts: the stratum that sorts first). Quotas never
     exceed stratum sizes. Returned best-first overall, as ``class_balanced``.
     """
     s = np.asarray(scores, dtype=np.float64)
-    if len(strata) != len(s):
-        raise ValueError(f"strata has {len(strata)} entries for {len(s)} scores")
+    if len(predicted) != len(s):
+        raise ValueError(f"predicted has {len(predicted)} entries for {len(s)} scores")
     n = len(s)
     k = min(int(budget), n)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     order = _best_first(s)
-    group, rank = _rank_within(strata, order)
+    group, rank = _rank_within(predicted, order)
     sizes = np.bincount(group)
     # Integer arithmetic: exact floors and remainders, no float ties decided by rounding noise.
     quota, remainder = np.divmod(k * sizes, n)

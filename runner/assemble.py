@@ -1,0 +1,259 @@
+"""From the composed config to the parts of a run, with every check that config and data allow done first.
+
+Nothing here writes: a config refused here leaves the run directory as it was, so the corrected command works in
+the same directory. Everything a stage later needs from the config is read here, once, into :class:`Parts`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plugins.acquisition.protocol import declared_inputs
+from plugins.errors import InputError
+from plugins.selection.initial import class_balanced_sample, split_items
+from plugins.selection.policies import POLICY_INPUTS
+from plugins.sources.dataset import Dataset
+from runner.acquire import Acquisition
+from runner.config import validate
+from runner.errors import ConfigError, from_plugin
+from runner.plugins import instantiate_callable, instantiate_node
+from runner.quality import Embeddings, Metric, metric_set
+from runner.seeds import stage_rng
+from runner.stages import StartPlan
+from runner.store import GLOBAL_ROUND
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    rounds: int
+    initial_labels: int
+    target_accuracy: float | None
+    mode: str  # "simulate" or "human"
+
+    @property
+    def simulated(self) -> bool:
+        return self.mode == "simulate"
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    budget: float
+    policy: str
+    pool_subset: int | None
+    chunk_size: int
+    cost: str | None
+    tag: str | None
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    function: Callable[..., np.ndarray]
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Act:
+    label: str
+    function: Callable[..., Any]
+
+
+@dataclass
+class Parts:
+    """Everything one run is made of, built and checked before the run directory is touched."""
+
+    config: dict
+    seed: int
+    project_name: str
+    loop: LoopSettings
+    selection: SelectionSettings
+    data: Dataset
+    platform: Any | None
+    model_node: dict
+    acquisition: Acquisition
+    embeddings: Embeddings
+    metrics: list[Metric]
+    filters: Any
+    policy: Policy
+    act: Act
+    start: StartPlan | None  # simulation: the split and the initial labels
+    fingerprint: str
+
+    @property
+    def model_label(self) -> str:
+        """How messages name the model plugin."""
+        return str(self.model_node["_target_"])
+
+    def new_model(self, random_state: int) -> Any:
+        return instantiate_node(
+            self.model_node, f"model '{self.model_label}'", n_classes=self.data.n_classes, random_state=random_state
+        )
+
+
+def assemble(config: dict) -> Parts:
+    """Build and cross-check every part of the run ``config`` describes; ConfigError on the first problem."""
+    validate(config)
+    try:
+        return _assemble(config)
+    except InputError as exc:  # a plugin's own refusal of a value or of the data
+        raise from_plugin(exc) from None
+
+
+def _assemble(config: dict) -> Parts:
+    seed = int(config["seed"])
+    loop_cfg, sel = config["loop"], config["selection"]
+    loop = LoopSettings(
+        int(loop_cfg["rounds"]), int(loop_cfg["initial_labels"]), loop_cfg.get("target_accuracy"),
+        loop_cfg.get("mode", "simulate"),
+    )
+    selection = SelectionSettings(
+        float(sel["budget"]), str(sel["policy"]), sel.get("pool_subset"), int(sel["chunk_size"]), sel.get("cost"),
+        sel.get("tag"),
+    )
+    acquisition = Acquisition.from_config(config["acquisition"])
+    metrics = metric_set(config["metrics"])
+    metric_names = [m.name for m in metrics]
+    filters = instantiate_node(config["filters"], "filters")
+    embedder = instantiate_node(config["embedder"], "embedder")
+    needs_embeddings = (
+        acquisition.needs_embeddings or filters.needs_embeddings or any(m.source == "embeddings" for m in metrics)
+    )
+    policy = _policy(sel)
+    act = Act(f"act '{config['act']['name']}'", instantiate_callable(config["act"]["function"],
+                                                                       f"act '{config['act']['name']}'"))
+    _check_selection(selection, loop, acquisition, policy, metric_names)
+
+    data, platform = _source(config, loop)
+    _check_against_data(config, data, selection, filters, metric_names)
+    start = None
+    if loop.simulated:
+        start = _start_plan(config, data, loop, selection, seed)
+        if acquisition.needs_model and loop.initial_labels == 0:
+            raise ConfigError(
+                f"{acquisition.label} needs a trained model; loop.initial_labels=0 leaves round 0 without one "
+                "(set loop.initial_labels > 0 or pick acquisition=random)"
+            )
+        if filters.needs_model and loop.initial_labels == 0:
+            raise ConfigError("filters.classes filters by predicted class, which needs loop.initial_labels > 0")
+
+    parts = Parts(
+        config, seed, str(config["project"]["name"]), loop, selection, data, platform, dict(config["model"]),
+        acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy, act, start,
+        data_fingerprint(data),
+    )
+    model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
+    if "samples" in acquisition.inputs and not hasattr(model, "predict_proba_samples"):
+        raise ConfigError(
+            f"{acquisition.label} needs MC samples but model '{parts.model_label}' has no predict_proba_samples; "
+            "use model=cnn"
+        )
+    return parts
+
+
+def _policy(sel: dict) -> Policy:
+    table = sel.get("policies") or {}
+    name = str(sel["policy"])
+    if name not in table:
+        raise ConfigError(f"selection.policy={name} is not one of selection.policies ({', '.join(table)})")
+    function = instantiate_callable(table[name], f"selection.policies.{name}")
+    try:
+        inputs = declared_inputs(function, known=POLICY_INPUTS)
+    except ValueError as exc:
+        raise ConfigError(f"selection.policies.{name}: {exc}") from None
+    return Policy(name, function, inputs)
+
+
+def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisition: Acquisition, policy: Policy,
+                     metric_names: list[str]) -> None:
+    if acquisition.is_batch and "predicted" in policy.inputs:
+        raise ConfigError(
+            f"selection.policy={policy.name} cannot reorder the batch strategy '{acquisition.name}'; use topk"
+        )
+    if selection.cost is not None:
+        if acquisition.is_batch:
+            raise ConfigError(f"selection.cost cannot budget the batch strategy '{acquisition.name}'; it picks "
+                              "selection.budget items")
+        if "cost" not in policy.inputs:
+            raise ConfigError(
+                f"selection.cost (a budget in cost units) needs a policy that takes a cost, such as topk "
+                f"(selection.policy={policy.name} does not)"
+            )
+    elif float(selection.budget) != int(selection.budget):
+        raise ConfigError(
+            f"selection.budget={selection.budget:g} must be a whole number of items unless selection.cost is set"
+        )
+    if "predicted" in policy.inputs and loop.simulated and loop.initial_labels == 0:
+        raise ConfigError(f"selection.policy={policy.name} needs predicted classes, so loop.initial_labels > 0")
+    missing = [m for m in acquisition.metric_names if m not in metric_names]
+    if missing:
+        raise ConfigError(f"{acquisition.label} weighs metric '{missing[0]}'; add it to metrics.names")
+
+
+def _source(config: dict, loop: LoopSettings) -> tuple[Dataset, Any | None]:
+    """The project's items, and the platform they live on (human mode)."""
+    project = config["project"]
+    found = instantiate_node(project["source"], f"project '{project['name']}' source")
+    if isinstance(found, Dataset) and "platform" in found.extra:
+        return found, found.extra["platform"]
+    if isinstance(found, Dataset):
+        if not loop.simulated:
+            raise ConfigError(
+                f"project '{project['name']}' is not a platform project (its source gives no platform); "
+                "loop.mode=human needs project=encord or encord_export"
+            )
+        return found, None
+    if loop.simulated:
+        raise ConfigError(f"project '{project['name']}' is a labelling platform; use it with loop.mode=human")
+    return found.read(), found
+
+
+def _check_against_data(config: dict, data: Dataset, selection: SelectionSettings, filters: Any,
+                        metric_names: list[str]) -> None:
+    unknown = [m for m in filters.metric_names if m not in metric_names]
+    if unknown:
+        raise ConfigError(f"filters.metrics.{unknown[0]}: metric '{unknown[0]}' is not computed; add it to "
+                          "metrics.names")
+    if "stage" in filters.item_columns and "stage" not in data.extra:
+        raise ConfigError("filters.stages needs a source with workflow stages (e.g. project=encord)")
+    filters.class_indices(data.class_names)
+    if selection.cost is not None and selection.cost not in metric_names and selection.cost not in data.extra:
+        raise ConfigError(
+            f"selection.cost='{selection.cost}' is neither a computed metric nor a per-item value of the source"
+        )
+
+
+def _start_plan(config: dict, data: Dataset, loop: LoopSettings, selection: SelectionSettings,
+                seed: int) -> StartPlan:
+    """The split and the initial labels of a simulated run, drawn now so that a bad size is refused up front."""
+    n = len(data.item_ids)
+    labels = np.asarray(data.labels)
+    rng = stage_rng(seed, GLOBAL_ROUND, "import")
+    if data.split is not None:
+        split = np.asarray(data.split).astype(str)
+    else:
+        test_size = config["project"].get("test_size")
+        if test_size is None:
+            raise ConfigError(f"project '{config['project']['name']}' has no split of its own; set project.test_size")
+        if test_size >= n:
+            raise ConfigError(f"project.test_size={test_size} leaves no pool ({n} items in all)")
+        split = split_items(labels, test_size, rng)
+    pool = np.flatnonzero(split == "pool")
+    if selection.cost is None and selection.budget > len(pool):
+        raise ConfigError(f"selection.budget={int(selection.budget)} is larger than the pool ({len(pool)} items)")
+    if loop.initial_labels > len(pool):
+        raise ConfigError(f"loop.initial_labels={loop.initial_labels} is larger than the pool ({len(pool)} items)")
+    initial = class_balanced_sample(pool, labels[pool], loop.initial_labels, rng)
+    return StartPlan(np.asarray(data.item_ids), split, labels, initial)
+
+
+def data_fingerprint(data: Dataset) -> str:
+    digest = hashlib.sha256()
+    digest.update("\n".join(map(str, data.item_ids)).encode())
+    digest.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
+    digest.update(str(data.images.shape).encode())
+    return digest.hexdigest()

@@ -1,0 +1,88 @@
+"""The run directory: one run at a time (an exclusive lock), its store, and the config it belongs to.
+
+The lock is an ``flock`` on ``.run.lock``: the kernel releases it when the holder exits, however it exits (kill -9
+included), so a crashed run never leaves a stale lock behind. The holder writes who it is into the file, which is
+what a refused second run prints.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from plugins.files import atomic_write_text
+from runner import __version__
+from runner.config import config_sha256, differing_keys
+from runner.errors import ConfigError
+from runner.store import GLOBAL_ROUND, Store
+
+LOCK_FILE = ".run.lock"
+
+
+class RunDirBusy(ConfigError):
+    """Another process is running in this run directory."""
+
+
+@contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock for the block; :class:`RunDirBusy` naming the holder if another has it."""
+    path = run_dir / LOCK_FILE
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    except OSError as exc:
+        raise ConfigError(f"hydra.run.dir: cannot write to {run_dir} ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RunDirBusy(f"{run_dir} is in use by another run ({_holder(handle.read())}); wait for it to end "
+                             "or use another hydra.run.dir") from None
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _holder(text: str) -> str:
+    try:
+        found = json.loads(text)
+        return f"pid {found['pid']} on {found['host']}, started {found['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+def claim(store: Store, run_dir: Path, config: dict, fingerprint: str, project_name: str) -> None:
+    """Record ``config`` as the run's own, or refuse a run directory that holds another config or other data."""
+    digest = config_sha256(config)
+    recorded = store.get_meta("config_sha256")
+    if recorded is None:
+        with store.transaction() as tx:
+            tx.set_meta("config_sha256", digest)
+            tx.set_meta("config_json", json.dumps(config, sort_keys=True))
+            tx.set_meta("runner_version", __version__)
+    elif recorded != digest:
+        changed = differing_keys(json.loads(store.get_meta("config_json") or "{}"), config)
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (changed: {', '.join(changed[:5])}); "
+            "use a new hydra.run.dir or the original config"
+        )
+    elif store.is_done(GLOBAL_ROUND, "import") and store.get_meta("data_fingerprint") != fingerprint:
+        raise ConfigError(f"the data of project '{project_name}' changed since {run_dir} was started")
+    write_resolved_config(run_dir, config)
+
+
+def write_resolved_config(run_dir: Path, config: dict) -> None:
+    atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))

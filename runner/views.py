@@ -1,0 +1,88 @@
+"""A typed, read-only view of one round: what evaluation, filters and acquisition functions may read.
+
+Per-item inputs (probabilities, MC samples, embeddings) are computed on demand for the items asked for and checked
+against the model contract where they are produced, so a broken model plugin is named at the stage boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runner import contracts
+from runner.acquire import Acquisition
+from runner.errors import ConfigError, PluginError
+from runner.quality import Embeddings
+
+
+@dataclass(frozen=True)
+class RoundView:
+    round_: int
+    model: Any | None
+    labeled: np.ndarray  # indices of the labelled items
+    images: np.ndarray
+    class_names: list[str]
+    model_label: str
+    embedder: Embeddings
+    read_metric: Callable[[str], np.ndarray | None]
+    source_columns: dict[str, Any]
+    read_tags: Callable[[], dict[int, set[str]]]
+    mc_samples: int | None = None
+
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def probs(self, indices: np.ndarray) -> np.ndarray | None:
+        if self.model is None:
+            return None
+        probs = self.model.predict_proba(self.images[indices])
+        return contracts.check_probs(probs, len(indices), self.n_classes, self.model_label)
+
+    def samples(self, indices: np.ndarray) -> np.ndarray:
+        if not hasattr(self.model, "predict_proba_samples") or not self.mc_samples:
+            raise PluginError(f"{self.model_label}: MC samples were asked for but the model cannot give them")
+        drawn = self.model.predict_proba_samples(self.images[indices], int(self.mc_samples))
+        return contracts.check_samples(drawn, int(self.mc_samples), len(indices), self.n_classes, self.model_label)
+
+    def embeddings(self, indices: np.ndarray) -> np.ndarray:
+        return self.embedder.of(indices, self.model)
+
+    def metric(self, name: str) -> np.ndarray:
+        values = self.read_metric(name)
+        if values is None:  # the config checks make this unreachable; a store edited by hand is not trusted
+            raise PluginError(f"metric '{name}' was not computed in this run")
+        return values
+
+    def item_column(self, name: str) -> np.ndarray:
+        return np.asarray(self.source_columns[name])
+
+    def tags(self) -> dict[int, set[str]]:
+        return self.read_tags()
+
+    def inputs(self, acquisition: Acquisition) -> dict[str, Callable[[np.ndarray], Any]]:
+        """Getters of the per-candidate inputs an acquisition function may ask for (see its protocol)."""
+
+        def probs(part: np.ndarray) -> np.ndarray:
+            found = self.probs(part)
+            if found is None:  # a platform project with no labels yet (simulation refuses this config up front)
+                raise ConfigError(
+                    f"{acquisition.label} needs a trained model, and no item is labelled yet; label some items "
+                    "first or pick a strategy that needs no labels (random, typiclust, probcover, image_diversity)"
+                )
+            return found
+
+        return {
+            "probs": probs,
+            "samples": self.samples,
+            "embeddings": self.embeddings,
+            "labeled_embeddings": lambda _: self.embeddings(self.labeled),
+            "metrics": lambda part: {name: self.metric(name)[part] for name in acquisition.metric_names},
+        }
