@@ -9,28 +9,33 @@ One invocation is one step of one round, in a fixed project directory whose stor
    that have a label on the platform (``project.source.test_fraction`` holds a fixed share of items out by
    their data hash); with none, the accuracy is n/a.
 3. plan: ``act.function`` builds the round's action records from the selection and the platform state and
-   writes ``actions/round_NNN.json``.
+   writes ``actions/round_NNN.json`` (see ``runner/plan_file.py``).
 4. act: a dry run (the default) prints the plan and stops; the round stays open and is planned again from
    scratch if labels arrive before it is applied. ``act.apply=true`` applies it (tags go to the store,
    the rest to the platform), records every outcome in the file, and closes the round once everything is
    applied; a partial failure exits 1 and the next ``act.apply=true`` finishes the rest.
 Only the project's identity (source, project, classification, seed) must stay the same between
 invocations; budget, acquisition, filters and actions may change from round to round.
+
+The platform is what ``project.source`` creates: any object with the :class:`Platform` interface. Reading it
+changes nothing on the platform; only ``act.apply=true`` calls its ``apply``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
-from runner import artifacts
+from runner import artifacts, plan_file
 from runner.acquire import Acquisition
 from runner.candidates import CandidateFilter
 from runner.errors import ConfigError, RunnerError
@@ -42,6 +47,27 @@ from runner.store import Store
 log = logging.getLogger("runner")
 
 IDENTITY_SOURCE_KEYS = ("_target_", "project_hash", "path", "classification", "domain")
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """A labelling platform project, as ``project.source`` returns it in ``loop.mode: human``."""
+
+    name: str
+
+    def read(self) -> Dataset:
+        """Items (ids, images), current labels (-1 where none), split, and per-item ``extra`` columns
+        (``title``, ``stage``, ...). Never writes to the platform."""
+        ...
+
+    def stages(self) -> tuple[str | None, set[str]]:
+        """The first annotation stage and the final stage titles."""
+        ...
+
+    def apply(self, records: list[dict], checkpoint: Callable[[], None]) -> None:
+        """Apply the platform records of a plan in place (``status``, ``error``), calling ``checkpoint``
+        after each batch."""
+        ...
 
 
 def is_human(config: dict) -> bool:
@@ -73,8 +99,13 @@ def open_platform_run(config: dict, run_dir: Path) -> PlatformRun:
             f"{run_dir} belongs to another project ({recorded}); use a new hydra.run.dir for this one"
         )
     try:
-        data = _instantiate(config["project"]["source"], f"project '{config['project']['name']}' source")
-        data = align(data, store.item_ids(), run_dir)
+        platform = _instantiate(config["project"]["source"], f"project '{config['project']['name']}' source")
+        if not isinstance(platform, Platform):
+            raise ConfigError(
+                f"project '{config['project']['name']}' is not a platform project: loop.mode=human needs a "
+                "source that returns a platform (name, read, stages, apply), not a data set"
+            )
+        data = align(platform.read(), store.item_ids(), run_dir)
         known = store.get_meta("class_names")
         if known is not None and json.loads(known) != list(data.class_names):
             raise ConfigError(
@@ -100,7 +131,7 @@ def open_platform_run(config: dict, run_dir: Path) -> PlatformRun:
     embeddings.images = data.images
     embeddings.load = lambda: store.get_array("embeddings/static")
     atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
-    return PlatformRun(config, run_dir, store, data, acquisition, embeddings, filters)
+    return PlatformRun(config, run_dir, store, data, acquisition, embeddings, filters, platform=platform)
 
 
 def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
@@ -136,18 +167,11 @@ def actions_path(run_dir: Path, round_: int) -> Path:
     return run_dir / "actions" / f"round_{round_:03d}.json"
 
 
+@dataclass
 class PlatformRun(Run):
     """The loop's stages, one round per invocation, with labels from and actions to the platform."""
 
-    @property
-    def platform(self) -> Any:
-        adapter = self.data.extra.get("platform")
-        if adapter is None:
-            raise ConfigError(
-                f"project '{self.config['project']['name']}' is not a platform project "
-                "(its source gives no platform); loop.mode=human needs project=encord or encord_export"
-            )
-        return adapter
+    platform: Any = None  # the Platform that open_platform_run read (a default, as it follows Run's fields)
 
     def current_round(self) -> int:
         round_ = 0
@@ -193,9 +217,7 @@ class PlatformRun(Run):
         apply = bool(self.config["act"].get("apply", False))
         show = int(self.config["act"].get("show", 10))
         log.info(f"round {round_} plan ({path.relative_to(self.run_dir)}):")
-        from plugins.actions import encord as actions
-
-        for line in actions.describe(record["records"], show):
+        for line in plan_file.describe(record["records"], show):
             log.info(f"  {line}")
         if not apply:
             log.info("dry run: nothing was changed; run again with act.apply=true to apply this plan")
@@ -268,13 +290,14 @@ class PlatformRun(Run):
 
     # --- plan and act ---------------------------------------------------------------------------------------
     def item(self, idx: int, rank: int | None = None) -> dict:
-        extra = self.data.extra
-        return {
-            "data_hash": str(self.data.item_ids[idx]),
-            "title": str(extra["title"][idx]),
-            "stage": extra["stage"][idx],
-            "rank": rank,
+        """What the planner knows of an item: its id, rank, and every per-item column the platform gave."""
+        n = len(self.data.item_ids)
+        columns = {
+            key: values[idx].item() if isinstance(values[idx], np.generic) else values[idx]
+            for key, values in self.data.extra.items()
+            if isinstance(values, np.ndarray) and len(values) == n
         }
+        return {**columns, "data_hash": str(self.data.item_ids[idx]), "rank": rank}
 
     def plan_round(self, round_: int) -> dict:
         selected = self.store.selected_indices(round_)
@@ -282,7 +305,7 @@ class PlatformRun(Run):
         rest = np.setdiff1d(candidates, selected)
         labelled, _ = self.store.labeled()
         parked = np.setdiff1d(self.store.tagged("parked"), labelled)
-        _, final = self.platform.stage_titles()
+        _, final = self.platform.stages()
         act = self.config["act"]
         build = _instantiate(act["function"], f"act '{act['name']}'", _partial_=True)
         try:
@@ -295,40 +318,30 @@ class PlatformRun(Run):
             )
         except ValueError as exc:
             raise ConfigError(f"act '{act['name']}': {exc}") from None
-        from plugins.actions import encord as actions
-
         return {
             "round": round_,
             "project": self.config["project"]["name"],
             "act": act["name"],
             "function": {k: v for k, v in act["function"].items() if k != "_target_"},
             "status": "planned",
-            "counts": actions.counts(records),
+            "counts": plan_file.counts(records),
             "records": records,
         }
 
     def save_record(self, record: dict) -> None:
-        from plugins.actions import encord as actions
-
-        record["counts"] = actions.counts(record["records"])
+        record["counts"] = plan_file.counts(record["records"])
         path = actions_path(self.run_dir, record["round"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
 
     def apply_round(self, round_: int, record: dict) -> None:
-        from plugins.actions import encord as actions
-
-        local = [
-            r for r in record["records"] if r["action"] in actions.LOCAL_ACTIONS and r["status"] != "applied"
-        ]
-        actions.apply(record["records"], self.platform, save=lambda: self.save_record(record))
+        local = [r for r in record["records"] if plan_file.is_local(r) and r["status"] != "applied"]
+        remote = [r for r in record["records"] if not plan_file.is_local(r)]
+        self.platform.apply(remote, checkpoint=lambda: self.save_record(record))
+        self.save_record(record)
         index = {item: i for i, item in enumerate(self.store.item_ids())}
         with self.store.transaction() as tx:
             # Tags follow the platform: an item is tagged parked only once it really is in Complete.
-            platform_failed = {
-                r["data_hash"]
-                for r in record["records"]
-                if r["action"] in actions.PLATFORM_ACTIONS and r["status"] != "applied"
-            }
+            platform_failed = {r["data_hash"] for r in remote if r["status"] != "applied"}
             for r in local:
                 if r["data_hash"] in platform_failed:
                     continue
@@ -343,7 +356,7 @@ class PlatformRun(Run):
             if done:
                 tx.mark_done(round_, "act", 0.0)
         self.save_record(record)
-        tally = actions.counts(record["records"])
+        tally = plan_file.counts(record["records"])
         log.info(
             "applied: "
             + "; ".join(f"{a} " + ", ".join(f"{k} {v}" for k, v in s.items()) for a, s in tally.items())
