@@ -229,7 +229,7 @@ class OfflineStorageItem:
 
 # --- label rows ---------------------------------------------------------------------------------------------
 class OfflineLabelRow:
-    """A snapshot of one row, with the ``LabelRowV2`` methods the adapter uses."""
+    """A snapshot of one row, with the ``LabelRowV2`` methods this package uses."""
 
     def __init__(self, project: OfflineProject, metadata: dict) -> None:
         self._project = project
