@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plugins.sources.offline import FASHION_MNIST_ROOT, digits, fashion_mnist, mnist, read_idx
 from plugins.errors import InputError
+from plugins.sources.offline import FASHION_MNIST_ROOT, digits, fashion_mnist, mnist, read_idx
 
 
 def test_read_idx_of_a_hand_built_file(tmp_path):
