@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +26,27 @@ from runner.quality import Embeddings, Metric, metric_set
 from runner.seeds import stage_rng
 from runner.stages import StartPlan
 from runner.store import GLOBAL_ROUND
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """A labelling platform project, as ``project.source`` returns it in ``loop.mode: human``."""
+
+    name: str
+
+    def read(self) -> Dataset:
+        """Items (ids, images), current labels (-1 where none), split, and per-item ``extra`` columns
+        (``title``, ``stage``, ...). Never writes to the platform."""
+        ...
+
+    def stages(self) -> tuple[str | None, set[str]]:
+        """The first annotation stage and the final stage titles."""
+        ...
+
+    def apply(self, records: list[dict], checkpoint: Callable[[], None]) -> None:
+        """Apply the platform records of a plan in place (``status``, ``error``), calling ``checkpoint``
+        after each batch."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +94,7 @@ class Parts:
     loop: LoopSettings
     selection: SelectionSettings
     data: Dataset
-    platform: Any | None
+    platform: Platform | None
     model_node: dict
     acquisition: Acquisition
     embeddings: Embeddings
@@ -194,22 +215,26 @@ def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisiti
         raise ConfigError(f"{acquisition.label} weighs metric '{missing[0]}'; add it to metrics.names")
 
 
-def _source(config: dict, loop: LoopSettings) -> tuple[Dataset, Any | None]:
+def _source(config: dict, loop: LoopSettings) -> tuple[Dataset, Platform | None]:
     """The project's items, and the platform they live on (human mode)."""
     project = config["project"]
     found = instantiate_node(project["source"], f"project '{project['name']}' source")
-    if isinstance(found, Dataset) and "platform" in found.extra:
-        return found, found.extra["platform"]
-    if isinstance(found, Dataset):
-        if not loop.simulated:
+    if isinstance(found, Platform):
+        if loop.simulated:
             raise ConfigError(
-                f"project '{project['name']}' is not a platform project (its source gives no platform); "
-                "loop.mode=human needs project=encord or encord_export"
+                f"project '{project['name']}' is a labelling platform; its rounds run with loop.mode=human "
+                "(e.g. +experiment=encord)"
             )
-        return found, None
-    if loop.simulated:
-        raise ConfigError(f"project '{project['name']}' is a labelling platform; use it with loop.mode=human")
-    return found.read(), found
+        return found.read(), found
+    if not isinstance(found, Dataset):
+        raise ConfigError(f"project '{project['name']}' source returned {type(found).__name__}, not a data set "
+                          "or a platform")
+    if not loop.simulated:
+        raise ConfigError(
+            f"project '{project['name']}' is not a platform project: loop.mode=human needs a source that returns a "
+            "platform (name, read, stages, apply), not a data set"
+        )
+    return found, None
 
 
 def _check_against_data(config: dict, data: Dataset, selection: SelectionSettings, filters: Any,

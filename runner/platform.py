@@ -9,13 +9,16 @@ One invocation is one step of one round, in a fixed project directory whose stor
    that have a label on the platform (``project.source.test_fraction`` holds a fixed share of items out by
    their data hash); with none, the accuracy is n/a.
 3. plan: ``act.function`` builds the round's action records from the selection and the platform state and
-   writes ``actions/round_NNN.json``.
+   writes ``actions/round_NNN.json`` (see ``runner/plan_file.py``).
 4. act: a dry run (the default) prints the plan and stops; the round stays open and is planned again from
    scratch if labels arrive before it is applied. ``act.apply=true`` applies it (tags go to the store,
    the rest to the platform), records every outcome in the file, and closes the round once everything is
    applied; a partial failure exits 1 and the next ``act.apply=true`` finishes the rest.
 Only the project's identity (source, project, classification, seed) must stay the same between
 invocations; budget, acquisition, filters and actions may change from round to round.
+
+The platform is what ``project.source`` creates: any object with the :class:`runner.assemble.Platform`
+interface. Reading it changes nothing on the platform; only ``act.apply=true`` calls its ``apply``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
-from runner import __version__, artifacts
+from runner import __version__, artifacts, plan_file
 from runner.assemble import Parts
 from runner.config import config_sha256
 from runner.errors import ConfigError, RunnerError
@@ -156,9 +159,7 @@ def human_step(session: Session) -> dict:
     apply = bool(parts.config["act"].get("apply", False))
     show = int(parts.config["act"].get("show", 10))
     log.info(f"round {round_} plan ({path.relative_to(run_dir)}):")
-    from plugins.actions import encord as actions
-
-    for line in actions.describe(record["records"], show):
+    for line in plan_file.describe(record["records"], show):
         log.info(f"  {line}")
     if not apply:
         log.info("dry run: nothing was changed; run again with act.apply=true to apply this plan")
@@ -214,12 +215,14 @@ def pull(session: Session, round_: int) -> bool:
 
 # --- plan and act -----------------------------------------------------------------------------------------
 def _item(data: Dataset, idx: int, rank: int | None = None) -> dict:
-    return {
-        "data_hash": str(data.item_ids[idx]),
-        "title": str(data.extra["title"][idx]),
-        "stage": data.extra["stage"][idx],
-        "rank": rank,
+    """What the planner knows of an item: its id, rank, and every per-item column the platform gave."""
+    n = len(data.item_ids)
+    columns = {
+        key: values[idx].item() if isinstance(values[idx], np.generic) else values[idx]
+        for key, values in data.extra.items()
+        if isinstance(values, np.ndarray) and len(values) == n
     }
+    return {**columns, "data_hash": str(data.item_ids[idx]), "rank": rank}
 
 
 def plan_round(session: Session, round_: int) -> dict:
@@ -228,7 +231,7 @@ def plan_round(session: Session, round_: int) -> dict:
     rest = np.setdiff1d(session.filtered_candidates(round_), selected)
     labelled, _ = store.labeled()
     parked = np.setdiff1d(store.tagged("parked"), labelled)
-    _, final = parts.platform.stage_titles()
+    _, final = parts.platform.stages()
     act = parts.config["act"]
     try:
         records = parts.act.function(
@@ -240,41 +243,33 @@ def plan_round(session: Session, round_: int) -> dict:
         )
     except ValueError as exc:
         raise ConfigError(f"{parts.act.label}: {exc}") from None
-    from plugins.actions import encord as actions
-
     return {
         "round": round_,
         "project": parts.project_name,
         "act": act["name"],
         "function": {k: v for k, v in act["function"].items() if k != "_target_"},
         "status": "planned",
-        "counts": actions.counts(records),
+        "counts": plan_file.counts(records),
         "records": records,
     }
 
 
 def save_record(run_dir: Path, record: dict) -> None:
-    from plugins.actions import encord as actions
-
-    record["counts"] = actions.counts(record["records"])
+    record["counts"] = plan_file.counts(record["records"])
     path = actions_path(run_dir, record["round"])
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def apply_round(session: Session, round_: int, record: dict) -> None:
-    from plugins.actions import encord as actions
-
     store, run_dir = session.store, session.run_dir
-    local = [r for r in record["records"] if r["action"] in actions.LOCAL_ACTIONS and r["status"] != "applied"]
-    actions.apply(record["records"], session.parts.platform, save=lambda: save_record(run_dir, record))
+    local = [r for r in record["records"] if plan_file.is_local(r) and r["status"] != "applied"]
+    remote = [r for r in record["records"] if not plan_file.is_local(r)]
+    session.parts.platform.apply(remote, checkpoint=lambda: save_record(run_dir, record))
+    save_record(run_dir, record)
     index = {item: i for i, item in enumerate(store.item_ids())}
     with store.transaction() as tx:
         # Tags follow the platform: an item is tagged parked only once it really is in Complete.
-        platform_failed = {
-            r["data_hash"]
-            for r in record["records"]
-            if r["action"] in actions.PLATFORM_ACTIONS and r["status"] != "applied"
-        }
+        platform_failed = {r["data_hash"] for r in remote if r["status"] != "applied"}
         for r in local:
             if r["data_hash"] in platform_failed:
                 continue
@@ -289,7 +284,7 @@ def apply_round(session: Session, round_: int, record: dict) -> None:
         if done:
             tx.mark_done(round_, "act", 0.0)
     save_record(run_dir, record)
-    tally = actions.counts(record["records"])
+    tally = plan_file.counts(record["records"])
     log.info(
         "applied: " + "; ".join(f"{a} " + ", ".join(f"{k} {v}" for k, v in s.items()) for a, s in tally.items())
     )

@@ -1,4 +1,4 @@
-"""In-memory Encord projects for the tests: the offline stand-in (``plugins.sources.encord_offline``) with
+"""In-memory Encord projects for the tests: the offline stand-in (``plugins.encord.offline``) with
 no file behind it, plus failure injection."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from plugins.sources.encord_export import make_example
-from plugins.sources.encord_offline import OfflineProject
+from plugins.encord.export import make_example
+from plugins.encord.offline import OfflineProject
 
 _TEMPLATES: dict[tuple[int, int], Path] = {}
 

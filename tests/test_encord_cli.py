@@ -70,7 +70,7 @@ def test_the_credential_never_reaches_the_run_directory_or_logs_in_process(
                 "project.source.project_hash=p",
                 "project.source.classification=digit",
                 f"project.source.cache_dir={run_dir}/cache",
-                "+project.source.connect._target_=plugins.sources.encord_offline.connect",
+                "+project.source.connect._target_=plugins.encord.offline.connect",
                 "+project.source.connect._partial_=true",
                 f"+project.source.connect.path={export}",
                 "selection.budget=5",
@@ -95,7 +95,7 @@ def test_the_credential_never_reaches_the_run_directory_or_logs(tmp_path):
         "+experiment=encord",
         "project.source.project_hash=p",
         "project.source.classification=digit",
-        "+project.source.connect._target_=plugins.sources.encord_offline.connect",
+        "+project.source.connect._target_=plugins.encord.offline.connect",
         "+project.source.connect._partial_=true",
         f"+project.source.connect.path={export}",
         "selection.budget=5",
@@ -128,11 +128,16 @@ def test_full_offline_round_through_the_cli(tmp_path):
     first = runner(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "priority" in first.stdout and "applied" in first.stdout
+    writes = [json.loads(line) for line in (run_dir / "platform" / "write_log.jsonl").read_text().splitlines()]
+    plan = json.loads((run_dir / "actions" / "round_000.json").read_text())
+    assert [w["kind"] for w in writes] == ["set_priority"]
+    prioritised = sorted(r["data_hash"] for r in plan["records"] if r["action"] == "priority")
+    assert sorted(writes[0]["data_hashes"]) == prioritised
     subprocess.run(
         [
             sys.executable,
             "-m",
-            "plugins.sources.encord_export",
+            "plugins.encord.export",
             "annotate",
             str(run_dir / "platform"),
             "--n",
@@ -153,3 +158,4 @@ def test_full_offline_round_through_the_cli(tmp_path):
         r["metadata"]["priority"] in (0.5, None)
         for r in json.loads(export.joinpath("label_rows.json").read_text())
     )
+    assert not export.joinpath("write_log.jsonl").exists()

@@ -1,5 +1,5 @@
-"""Every SDK class, method and keyword the adapter uses exists on the installed ``encord``, and the offline
-stand-in offers the same names: an SDK change fails here, not in a user's project."""
+"""Every SDK class, method and keyword ``plugins.encord`` uses exists on the installed ``encord``, and the
+offline stand-in offers the same names: an SDK change fails here, not in a user's project."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import inspect
 
 import pytest
 
-from plugins.actions.encord import plan
-from plugins.sources.encord_offline import OfflineLabelRow, OfflineProject
-from plugins.sources.encord_sdk import SDK_CALLS, EncordAdapter, Retry
+from plugins.encord.actions import plan
+from plugins.encord.contract import SDK_CALLS
+from plugins.encord.offline import OfflineLabelRow, OfflineProject, OfflineStorageItem
+from plugins.encord.platform import EncordPlatform
+from plugins.encord.retry import Retry
 from tests.encord_fake import memory_project
 
 STAND_IN = {
     "encord.project.Project": OfflineProject,
     "encord.objects.LabelRowV2": OfflineLabelRow,
+    "encord.storage.StorageItem": OfflineStorageItem,
 }
 SHORT = {
     "Project": "encord.project.Project",
@@ -24,6 +27,7 @@ SHORT = {
     "Workflow": "encord.workflow.workflow.Workflow",
     "WorkflowStageBase": "encord.workflow.common.WorkflowStageBase",
     "AnnotationStage": "encord.workflow.stages.annotation.AnnotationStage",
+    "StorageItem": "encord.storage.StorageItem",
 }
 
 
@@ -46,7 +50,7 @@ def has_attribute(cls: type, name: str) -> bool:
 @pytest.mark.parametrize(
     "cls_path, name, kwargs", SDK_CALLS, ids=[f"{c.rsplit('.', 1)[1]}.{n}" for c, n, _ in SDK_CALLS]
 )
-def test_sdk_has_every_call_the_adapter_makes(cls_path, name, kwargs):
+def test_sdk_has_every_call_the_package_makes(cls_path, name, kwargs):
     cls = resolve(cls_path)
     assert has_attribute(cls, name), f"{cls_path}.{name} is gone from encord"
     if kwargs is not None:
@@ -68,23 +72,31 @@ def test_stand_in_mirrors_the_sdk_signatures(cls_path, name, kwargs):
 
 def test_a_whole_import_and_act_cycle_uses_only_listed_calls(tmp_path):
     project = memory_project(tmp_path, n=20, labelled=6)
-    adapter = EncordAdapter(project, "digit", bundle_size=4, retry=Retry(2, 0.0, sleep=lambda s: None))
-    _, infos = adapter.read_rows()
-    adapter.class_names()
-    _, final = adapter.stage_titles()
+    platform = EncordPlatform(
+        project, "digit", tmp_path / "cache", bundle_size=4, retry=Retry(2, 0.0, sleep=lambda s: None)
+    )
+    data = platform.read()
+    _, final = platform.stages()
     items = [
-        {"data_hash": i.data_hash, "title": i.title, "stage": i.stage} for i in infos if i.answer is None
+        {"data_hash": h, "title": t, "stage": s, "has_label_row": bool(r)}
+        for h, t, s, r, label in zip(
+            data.item_ids, data.extra["title"], data.extra["stage"], data.extra["has_label_row"], data.labels,
+            strict=True,
+        )
+        if label < 0
     ]
     selected = [{**item, "rank": r} for r, item in enumerate(items[:3], 1)]
     records = plan(selected, items[3:], [], final, 0, actions=["relabel", "priority", "complete"])
-    adapter.apply(records)
-    adapter.apply(
-        [{"data_hash": items[4]["data_hash"], "action": "reopen", "value": None, "status": "planned"}]
-    )
+    platform.apply(records)
+    assert all(r["status"] == "applied" for r in records)
+    labelled = next(h for h, r in project.records.items() if r["metadata"]["label_hash"] is not None)
+    platform.apply([{"data_hash": labelled, "action": "reopen", "value": None, "status": "planned"}])
     for cls, name, kwargs in project.calls:
         entry = next((e for e in SDK_CALLS if e[0] == SHORT[cls] and e[1] == name), None)
-        assert entry is not None, f"the adapter used {cls}.{name}, which SDK_CALLS does not list"
+        assert entry is not None, f"the package used {cls}.{name}, which SDK_CALLS does not list"
         if entry[2] is not None:
             assert set(kwargs) <= set(entry[2]), f"{cls}.{name} got {kwargs}, SDK_CALLS lists {entry[2]}"
     used = {(cls, name) for cls, name, _ in project.calls}
-    assert ("LabelRowV2", "set_priority") in used and ("LabelRowV2", "workflow_complete") in used
+    for expected in ("set_priority", "workflow_complete", "workflow_reopen", "initialise_storage_item"):
+        assert ("LabelRowV2", expected) in used
+    assert ("StorageItem", "get_signed_url") in used

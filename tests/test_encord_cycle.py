@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from plugins.sources import encord_export
-from plugins.sources.encord_offline import OfflineProject
+from plugins.encord import export as encord_export
+from plugins.encord.offline import OfflineProject
 from runner.app import run as run_config
 from runner.errors import RunnerError
 from tests.encord_fake import Faults, example_export
@@ -44,6 +44,15 @@ def platform(run_dir: Path) -> dict[str, dict]:
     return {r["metadata"]["data_hash"]: r["metadata"] for r in rows}
 
 
+def platform_of(export: Path) -> dict[str, dict]:
+    rows = json.loads((export / "label_rows.json").read_text())
+    return {r["metadata"]["data_hash"]: r["metadata"] for r in rows}
+
+
+def written(run_dir: Path) -> list[dict]:
+    return OfflineProject.load(run_dir / "platform").written()
+
+
 def record(run_dir: Path, round_: int) -> dict:
     return json.loads((run_dir / "actions" / f"round_{round_:03d}.json").read_text())
 
@@ -69,6 +78,7 @@ def test_rounds_pull_prioritise_act_and_resume(tmp_path, faults):
     # Round 0, dry run: a plan on disk, nothing changed on the platform.
     summary = invoke(run_dir, export, "act.apply=false")
     assert summary["stopped"] == "dry_run"
+    assert written(run_dir) == [] and platform(run_dir) == platform_of(export)
     plan0 = record(run_dir, 0)
     assert plan0["status"] == "planned" and plan0["counts"]["priority"] == {"planned": 6}
     assert {m["priority"] for m in platform(run_dir).values() if m["priority"] is not None} == {0.5}
@@ -81,6 +91,7 @@ def test_rounds_pull_prioritise_act_and_resume(tmp_path, faults):
     assert summary["stopped"] == "applied" and len(faults.raised) == 2
     plan0 = record(run_dir, 0)
     assert plan0["status"] == "applied"
+    assert [w["kind"] for w in written(run_dir)] == ["set_priority"]  # one bundle, sent once it went through
     state = platform(run_dir)
     ranked = sorted((r for r in plan0["records"] if r["action"] == "priority"), key=lambda r: r["rank"])
     assert [state[r["data_hash"]]["priority"] for r in ranked] == pytest.approx([r["value"] for r in ranked])
@@ -103,6 +114,10 @@ def test_rounds_pull_prioritise_act_and_resume(tmp_path, faults):
     plan1 = record(run_dir, 1)
     assert plan1["status"] == "partial"
     assert plan1["counts"]["complete"] == {"failed": plan1["counts"]["complete"].get("failed", 0)}
+    # Parking needs label rows: created by apply (planned as records), never by reading.
+    created = {r["data_hash"] for r in plan1["records"] if r["action"] == "create_label_row"}
+    completing = {r["data_hash"] for r in plan1["records"] if r["action"] == "complete"}
+    assert plan1["counts"]["create_label_row"] == {"applied": len(created)} and created == completing
     assert "tag" in plan1["counts"] and plan1["counts"]["tag"].get(
         "planned"
     )  # parked tags wait for the platform

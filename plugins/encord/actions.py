@@ -1,9 +1,13 @@
-"""Actions on a labelling platform: a plan of per-item records, then applying it (idempotent, resumable).
+"""The planner of a round's actions on an Encord project: pure, configured by ``act.function``.
 
-A plan is a list of records ``{data_hash, title, action, value, rank, status, error}`` where ``action`` is
-``priority`` (value: the task priority, 1.0 = label first), ``reopen`` (back to the first annotation
-stage), ``complete`` (to the final stage), ``tag`` or ``untag`` (value: the tag; kept in the run store only).
-Building a plan is pure; applying it goes through :class:`plugins.sources.encord_sdk.EncordAdapter`.
+A plan is a list of records ``{data_hash, title, stage, action, value, rank, status, error}`` where
+``action`` is one of
+- ``priority`` (value: the task priority, 1.0 = label first),
+- ``reopen`` (back to the first annotation stage),
+- ``complete`` (to the final stage),
+- ``create_label_row`` (before ``complete`` of a row that has no label row yet, which the SDK requires),
+- ``tag`` or ``untag`` (value: the tag; kept in the run store only).
+Records are applied by :meth:`plugins.encord.platform.EncordPlatform.apply` (tags by the runner).
 
 ``actions`` (any combination):
 - ``priority``: the selected items get priorities by rank, 1.0 for the first down to ``priority_floor`` for
@@ -18,14 +22,11 @@ Building a plan is pure; applying it goes through :class:`plugins.sources.encord
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 ACTIONS = ("priority", "relabel", "complete", "park", "unpark", "tag")
 PARKED = "parked"
-PLATFORM_ACTIONS = ("reopen", "complete", "priority")
-LOCAL_ACTIONS = ("tag", "untag")
-_ORDER = {"reopen": 0, "complete": 1, "priority": 2, "tag": 3, "untag": 4}
+_ORDER = {"create_label_row": 0, "reopen": 1, "complete": 2, "priority": 3, "tag": 4, "untag": 5}
 
 
 def rank_priority(rank: int, n: int, floor: float) -> float:
@@ -46,8 +47,13 @@ def plan(
     rest_priority: float | None = None,
     tag: str | None = None,
 ) -> list[dict]:
-    """The records for one round. Items are dicts with ``data_hash``, ``title``, ``stage`` (and ``rank``
-    for the selected, 1 = label first); ``final_stages`` are the workflow's final stage titles."""
+    """The records for one round.
+
+    Items are dicts with ``data_hash``, ``title``, ``stage``, ``has_label_row`` (and ``rank`` for the
+    selected, 1 = label first); ``final_stages`` are the workflow's final stage titles. An item that does not
+    say whether it has a label row gets a ``create_label_row`` record before ``complete``; applying it changes
+    nothing where the row has one.
+    """
     unknown = [a for a in actions if a not in ACTIONS]
     if unknown:
         raise ValueError(f"unknown action '{unknown[0]}' (known: {', '.join(ACTIONS)})")
@@ -69,6 +75,11 @@ def plan(
             "error": None,
         }
 
+    def complete(item: dict) -> None:
+        if not item.get("has_label_row", False):
+            add(item, "create_label_row")
+        add(item, "complete")
+
     reopened: set[str] = set()
     if "relabel" in actions:
         for item in selected:
@@ -82,12 +93,12 @@ def plan(
                 reopened.add(item["data_hash"])
         for item in rest:
             if item.get("stage") not in final:
-                add(item, "complete")
+                complete(item)
                 add(item, "tag", PARKED)
     if "complete" in actions:
         for item in rest:
             if item.get("stage") not in final:
-                add(item, "complete")
+                complete(item)
     if "unpark" in actions:
         for item in parked:
             add(item, "reopen")
@@ -106,37 +117,3 @@ def plan(
         for item in selected:
             add(item, "tag", tag or f"round_{round_:03d}")
     return sorted(records.values(), key=lambda r: (_ORDER[r["action"]], r["rank"] or 10**9, r["data_hash"]))
-
-
-def counts(records: Sequence[dict]) -> dict[str, dict[str, int]]:
-    """``{action: {status: count}}``."""
-    out: dict[str, dict[str, int]] = {}
-    for record in records:
-        per = out.setdefault(record["action"], {})
-        per[record["status"]] = per.get(record["status"], 0) + 1
-    return out
-
-
-def describe(records: Sequence[dict], show: int = 10) -> list[str]:
-    """Lines for the console: counts per action, then the first ``show`` records of each action."""
-    lines = []
-    for action, per in counts(records).items():
-        total = sum(per.values())
-        status = ", ".join(f"{k} {v}" for k, v in sorted(per.items()))
-        lines.append(f"{action:<9} {total:>6} ({status})")
-        for record in [r for r in records if r["action"] == action][:show]:
-            value = "" if record["value"] is None else f" -> {record['value']}"
-            rank = "" if record["rank"] is None else f"#{record['rank']} "
-            where = f"[{record['data_hash'][:8]}] in {record['stage']}"
-            lines.append(f"    {rank}{record['title']} {where}{value}")
-    return lines or ["nothing to do"]
-
-
-def apply(records: list[dict], adapter: Any, save: Callable[[], None]) -> None:
-    """Apply the platform records through ``adapter`` (see ``EncordAdapter.apply``), saving after each bundle.
-
-    Tag records are left to the caller, which keeps them in its own store.
-    """
-    platform = [r for r in records if r["action"] in PLATFORM_ACTIONS]
-    adapter.apply(platform, checkpoint=save)
-    save()

