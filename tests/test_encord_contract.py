@@ -86,7 +86,8 @@ def test_a_whole_import_and_act_cycle_uses_only_listed_calls(tmp_path):
         if label < 0
     ]
     selected = [{**item, "rank": r} for r, item in enumerate(items[:3], 1)]
-    records = plan(selected, items[3:], [], final, 0, actions=["relabel", "priority", "complete"])
+    records = plan(selected, items[3:], [], final, 0, actions=["relabel", "priority", "complete"],
+                   priority_floor=0.6, rest_priority=None, tag=None)
     platform.apply(records)
     assert all(r["status"] == "applied" for r in records)
     labelled = next(h for h, r in project.records.items() if r["metadata"]["label_hash"] is not None)

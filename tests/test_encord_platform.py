@@ -196,7 +196,8 @@ def items_in(project, stage: str) -> list[dict]:
 def plan_for(project, n_selected: int = 10, actions=("priority", "complete")) -> list[dict]:
     items = items_in(project, "Annotate 1")
     selected = [{**item, "rank": rank} for rank, item in enumerate(items[:n_selected], 1)]
-    return plan(selected, items[n_selected:], [], {"Complete"}, 0, actions=list(actions))
+    return plan(selected, items[n_selected:], [], {"Complete"}, 0, actions=list(actions), priority_floor=0.6,
+                rest_priority=None, tag=None)
 
 
 def priorities(project) -> dict[str, float | None]:

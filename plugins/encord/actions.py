@@ -42,10 +42,10 @@ def plan(
     parked: Sequence[dict],
     final_stages: Iterable[str],
     round_: int,
-    actions: Sequence[str] = ("priority",),
-    priority_floor: float = 0.6,
-    rest_priority: float | None = None,
-    tag: str | None = None,
+    actions: Sequence[str],
+    priority_floor: float,
+    rest_priority: float | None,
+    tag: str | None,
 ) -> list[dict]:
     """The records for one round.
 
