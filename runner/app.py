@@ -29,13 +29,16 @@ def run_job(cfg: DictConfig) -> dict:
             config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
-        human = (config.get("loop") or {}).get("mode") == "human"
+        from runner.config import validate
+
+        validate(config)
+        human = config["loop"]["mode"] == "human"
         summary = None if human else finished_summary(config, run_dir)
         if summary is not None:
             # A re-run sweep meets its finished jobs again: answer from the record, load and compute nothing.
             log.info(f"{run_dir} already finished; skipping")
             return summary
-        threads = int(config.get("threads") or 1)
+        threads = int(config["threads"])
         # BLAS and OpenMP read these when they load (numpy, scipy and scikit-learn each bring their own);
         # threadpool_limits covers the ones a launcher's worker process had loaded already.
         for variable in THREAD_VARIABLES:
@@ -63,7 +66,7 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
     from runner.rundir import claim, exclusive
     from runner.store import Store, unusable
 
-    if (config.get("loop") or {}).get("mode") == "human":
+    if config["loop"]["mode"] == "human":
         check_project_dir(config, run_dir)  # before the platform is read
     parts = assemble(config)  # every refusal the config and data allow happens here, before anything is written
     if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading

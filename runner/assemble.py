@@ -129,12 +129,10 @@ def _assemble(config: dict) -> Parts:
     seed = int(config["seed"])
     loop_cfg, sel = config["loop"], config["selection"]
     loop = LoopSettings(
-        int(loop_cfg["rounds"]), int(loop_cfg["initial_labels"]), loop_cfg.get("target_accuracy"),
-        loop_cfg.get("mode", "simulate"),
+        int(loop_cfg["rounds"]), int(loop_cfg["initial_labels"]), loop_cfg["target_accuracy"], loop_cfg["mode"],
     )
     selection = SelectionSettings(
-        float(sel["budget"]), str(sel["policy"]), sel.get("pool_subset"), int(sel["chunk_size"]), sel.get("cost"),
-        sel.get("tag"),
+        float(sel["budget"]), str(sel["policy"]), sel["pool_subset"], int(sel["chunk_size"]), sel["cost"], sel["tag"],
     )
     acquisition = Acquisition.from_config(config["acquisition"])
     metrics = metric_set(config["metrics"])
@@ -149,6 +147,9 @@ def _assemble(config: dict) -> Parts:
                                                                        f"act '{config['act']['name']}'"))
     _check_selection(selection, loop, acquisition, policy, metric_names)
 
+    if not loop.simulated and not {"apply", "show"} <= set(config["act"]):
+        raise ConfigError(f"loop.mode=human needs a platform act with apply and show (e.g. act=encord), not "
+                          f"act={config['act']['name']}")
     data, platform = _source(config, loop)
     _check_against_data(config, data, selection, filters, metric_names)
     start = None
@@ -177,7 +178,7 @@ def _assemble(config: dict) -> Parts:
 
 
 def _policy(sel: dict) -> Policy:
-    table = sel.get("policies") or {}
+    table = sel["policies"]
     name = str(sel["policy"])
     if name not in table:
         raise ConfigError(f"selection.policy={name} is not one of selection.policies ({', '.join(table)})")

@@ -156,8 +156,7 @@ def human_step(session: Session) -> dict:
         session.score_and_select(round_)
         record = plan_round(session, round_)
         save_record(run_dir, record)
-    apply = bool(parts.config["act"].get("apply", False))
-    show = int(parts.config["act"].get("show", 10))
+    apply, show = bool(parts.config["act"]["apply"]), int(parts.config["act"]["show"])
     log.info(f"round {round_} plan ({path.relative_to(run_dir)}):")
     for line in plan_file.describe(record["records"], show):
         log.info(f"  {line}")

@@ -29,10 +29,9 @@ class Metric:
 
 def metric_set(metrics: dict) -> list[Metric]:
     """The metrics of ``metrics.names``, in that order, built from ``metrics.functions`` and ``metrics.scope``."""
-    functions = metrics.get("functions") or {}
-    scopes = metrics.get("scope") or {}
+    functions, scopes = metrics["functions"], metrics["scope"]
     found = []
-    for name in metrics.get("names") or []:
+    for name in metrics["names"]:
         if name not in functions:
             raise ConfigError(f"metrics.names lists '{name}' but metrics.functions.{name} is not defined")
         function = instantiate_callable(functions[name], f"metrics.functions.{name}")

@@ -76,7 +76,8 @@ def test_a_misbehaving_model_stops_the_run_before_anything_is_recorded(tmp_path,
 
 def test_a_metric_with_arguments_its_function_does_not_take_is_a_config_error():
     from runner.errors import ConfigError
-    bad = {"names": ["area"], "functions": {"area": {"_target_": "plugins.metrics.geometry.area", "unexpected": 1}}}
+    bad = {"names": ["area"], "functions": {"area": {"_target_": "plugins.metrics.geometry.area", "unexpected": 1}},
+           "scope": {}}
     with pytest.raises(ConfigError, match="metrics.functions.area: partial object"):
         metric_set(bad)
 
@@ -91,6 +92,7 @@ def test_a_metric_that_fails_on_some_items_reports_them_and_goes_on(caplog):
             "brightness": {"_target_": "plugins.metrics.intensity.brightness"},
             "broken": {"_target_": "plugins.metrics.uniqueness.uniqueness"},
         },
+        "scope": {},
     }
     flat_embeddings = np.zeros(6)  # 1-d: uniqueness cannot work on it and raises
     with caplog.at_level(logging.WARNING, logger="runner"):

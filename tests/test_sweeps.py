@@ -194,4 +194,6 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     assert (root / "+experiment=digits,acquisition=entropy,loop.rounds=1" / "summary.json").exists()
     assert report.main([str(root)]) == 0
     written = json.loads((root / "report.json").read_text())
-    assert [r["status"] for r in written["not_included"]] == ["unfinished"]
+    # Refused before anything was written: the job directory holds Hydra's files only.
+    assert [r["status"] for r in written["not_included"]] == ["broken"]
+    assert "failed before its run started" in written["not_included"][0]["reason"]
