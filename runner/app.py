@@ -8,6 +8,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -26,7 +27,7 @@ def run_job(cfg: DictConfig) -> dict:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         try:
-            config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            config = cast(dict, OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
         except OmegaConfBaseException as exc:
             raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
         from runner.config import validate

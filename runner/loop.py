@@ -10,6 +10,7 @@ is the simulation sequence. The human-in-the-loop sequence (``runner.platform``)
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import time
@@ -164,14 +165,15 @@ def simulate(session: Session) -> dict:
     """All rounds of a simulated run: the oracle labels each selection until the rounds, the pool or the target
     accuracy run out."""
     parts, store = session.parts, session.store
-    session.stage(GLOBAL_ROUND, "import", lambda: stages.import_items(parts.start, parts.fingerprint,
-                                                                        parts.data.n_classes))
+    start = parts.start
+    assert start is not None, "assemble draws the start of every simulated run"
+    session.stage(GLOBAL_ROUND, "import", lambda: stages.import_items(start, parts.fingerprint, parts.data.n_classes))
     session.embed_and_measure(GLOBAL_ROUND)
     total = parts.loop.rounds
     done_before = [r["round"] for r in store.rounds()]
     if done_before and not store.is_done(GLOBAL_ROUND, "finish"):
         log.info(f"resuming {session.run_dir} after round {max(done_before)}")
-    stopped = "rounds"
+    stopped: str | None = "rounds"
     for round_ in range(total + 1):
         started = time.perf_counter()
         fresh = not _round_closed(session, round_)
@@ -180,13 +182,13 @@ def simulate(session: Session) -> dict:
         stopped = _stop_reason(session, round_)
         if stopped is None:
             session.score_and_select(round_)
-            session.stage(round_, "act", lambda r=round_: _reveal(session, r))
+            session.stage(round_, "act", functools.partial(_reveal, session, round_))
         rows = artifacts.write_metrics_jsonl(store, session.run_dir)
         if fresh:
             _report_round(rows[-1], total, time.perf_counter() - started)
         if stopped is not None:
             break
-    return session.finish(stopped)
+    return session.finish(stopped or "rounds")
 
 
 def _reveal(session: Session, round_: int) -> stages.Writer:

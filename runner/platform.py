@@ -33,7 +33,7 @@ import numpy as np
 from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
 from runner import __version__, artifacts, plan_file
-from runner.assemble import Parts
+from runner.assemble import Parts, Platform
 from runner.config import config_sha256
 from runner.errors import ConfigError, RunnerError
 from runner.loop import Session
@@ -108,6 +108,12 @@ def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
         split,
         extra,
     )
+
+
+def platform_of(parts: Parts) -> Platform:
+    if parts.platform is None:  # assemble gives every loop.mode=human run its platform
+        raise RuntimeError("a platform round without a platform")
+    return parts.platform
 
 
 def actions_path(run_dir: Path, round_: int) -> Path:
@@ -208,7 +214,7 @@ def pull(session: Session, round_: int) -> bool:
         parts.insert(0, f"{n - n_stored} new items")
     if changed or removed:
         parts.append(f"{len(changed)} changed, {len(removed)} removed")
-    log.info(f"pulled from {session.parts.platform.name}: {', '.join(parts)}")
+    log.info(f"pulled from {platform_of(session.parts).name}: {', '.join(parts)}")
     return bool(new or changed or removed)
 
 
@@ -230,7 +236,7 @@ def plan_round(session: Session, round_: int) -> dict:
     rest = np.setdiff1d(session.filtered_candidates(round_), selected)
     labelled, _ = store.labeled()
     parked = np.setdiff1d(store.tagged("parked"), labelled)
-    _, final = parts.platform.stages()
+    _, final = platform_of(parts).stages()
     act = parts.config["act"]
     try:
         records = parts.act.function(
@@ -263,7 +269,7 @@ def apply_round(session: Session, round_: int, record: dict) -> None:
     store, run_dir = session.store, session.run_dir
     local = [r for r in record["records"] if plan_file.is_local(r) and r["status"] != "applied"]
     remote = [r for r in record["records"] if not plan_file.is_local(r)]
-    session.parts.platform.apply(remote, checkpoint=lambda: save_record(run_dir, record))
+    platform_of(session.parts).apply(remote, checkpoint=lambda: save_record(run_dir, record))
     save_record(run_dir, record)
     index = {item: i for i, item in enumerate(store.item_ids())}
     with store.transaction() as tx:

@@ -99,6 +99,8 @@ def compute_metrics(metrics: list[Metric], images: np.ndarray, item_ids: np.ndar
     for metric in metrics:
         scope = unlabeled if metric.unlabeled_only else np.arange(n)
         source = images if metric.source == "images" else static_embeddings
+        if source is None:
+            raise RuntimeError(f"metric '{metric.name}' needs embeddings, which the embed stage did not compute")
         kwargs: dict[str, Any] = {metric.source: source[scope]}
         available = {"n_classes": n_classes, "rng": rng}
         kwargs.update({name: available[name] for name in metric.extra_inputs})

@@ -375,7 +375,7 @@ def plot_curves(report: dict, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+    atomic_write(path, lambda tmp: _write_bytes(tmp, buffer.getvalue()))
 
 
 def write_report(root: Path, target: float = 0.9) -> dict:
@@ -411,3 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _write_bytes(path: str, content: bytes) -> None:
+    Path(path).write_bytes(content)

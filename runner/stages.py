@@ -64,8 +64,8 @@ def evaluate(view: RoundView, test: np.ndarray, labels: np.ndarray, extra: dict 
     """Accuracy of the round's model on the test items whose label is known (none known: accuracy n/a)."""
     known = test[labels[test] >= 0]
     accuracy = None
-    if view.has_model and len(known):
-        probs = view.probs(known)
+    probs = view.probs(known) if len(known) else None
+    if probs is not None:
         accuracy = float((probs.argmax(axis=1) == labels[known]).mean())
     n_labeled = len(view.labeled)
     return lambda tx: tx.record_round(view.round_, n_labeled, accuracy, extra or {})
@@ -113,14 +113,14 @@ def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, bud
 def select(round_: int, store: Store, policy: Callable[..., np.ndarray], policy_inputs: tuple[str, ...],
            budget: float, cost: np.ndarray | None, tag: str | None) -> Writer:
     """The round's batch, best first, from the stored scores (or a batch strategy's positions) and the policy."""
-    candidates = store.get_array(f"candidates/{round_:03d}")
+    candidates = store.array(f"candidates/{round_:03d}")
     positions = store.get_array(f"positions/{round_:03d}")
     if positions is not None:
         chosen = positions
         # A batch strategy gives an order, not scores; the selection file shows the order as (k - rank + 1) / k.
         scores = (len(chosen) - np.arange(len(chosen))) / max(len(chosen), 1)
     else:
-        all_scores = store.get_array(f"scores/{round_:03d}")
+        all_scores = store.array(f"scores/{round_:03d}")
         available = {
             "scores": all_scores,
             "budget": budget if cost is not None else int(budget),

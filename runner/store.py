@@ -268,6 +268,13 @@ class Store:
         data = self.get_blob(name)
         return None if data is None else np.load(io.BytesIO(data), allow_pickle=False)
 
+    def array(self, name: str) -> np.ndarray:
+        """An array an earlier stage of this run stored; its absence means the store was changed by hand."""
+        found = self.get_array(name)
+        if found is None:
+            raise StoreError(f"{self.path} lacks '{name}', which an earlier stage recorded; {START_OVER}")
+        return found
+
     def forget_round(self, round_: int) -> None:
         """Drop everything a round computed, so it is computed again (its inputs changed before it acted)."""
         for table in ("stages", "selections", "rounds"):

@@ -47,9 +47,10 @@ class RoundView:
         return contracts.check_probs(probs, len(indices), self.n_classes, self.model_label)
 
     def samples(self, indices: np.ndarray) -> np.ndarray:
-        if not hasattr(self.model, "predict_proba_samples") or not self.mc_samples:
+        model = self.model
+        if model is None or not hasattr(model, "predict_proba_samples") or not self.mc_samples:
             raise PluginError(f"{self.model_label}: MC samples were asked for but the model cannot give them")
-        drawn = self.model.predict_proba_samples(self.images[indices], int(self.mc_samples))
+        drawn = model.predict_proba_samples(self.images[indices], int(self.mc_samples))
         return contracts.check_samples(drawn, int(self.mc_samples), len(indices), self.n_classes, self.model_label)
 
     def embeddings(self, indices: np.ndarray) -> np.ndarray:
