@@ -1,4 +1,4 @@
-"""Shared helpers: run the real CLI in a subprocess from the repository root."""
+"""Shared helpers: compose a config and run it in this process, or run the real CLI in a subprocess."""
 
 from __future__ import annotations
 
@@ -20,6 +20,31 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300, python_args: tup
     return subprocess.run(
         [sys.executable, *python_args, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def compose_config(*overrides: str) -> dict:
+    """The resolved config the CLI would run for ``overrides`` (without Hydra's own ``hydra`` section)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run_in_process(run_dir: Path, *overrides: str) -> dict:
+    """One run of ``overrides`` into ``run_dir`` in this process, one BLAS thread as the CLI's default; the summary.
+
+    For tests where the command line itself is not the point: it skips Hydra's start-up and the interpreter's.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from runner.app import run
+
+    config = compose_config(*overrides)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with threadpool_limits(limits=int(config["threads"])):
+        return run(config, run_dir, int(config["threads"]))
 
 
 @pytest.fixture

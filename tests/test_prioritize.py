@@ -1,4 +1,4 @@
-"""Prioritisation through the real CLI: metrics, filters, budget policies, tags, cold start, batch strategies."""
+"""Prioritisation end to end: metrics, filters, budget policies, tags, cold start, batch strategies."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
 
-from tests.conftest import run_cli
+from runner.assemble import assemble
+from runner.errors import ConfigError
+from tests.conftest import compose_config, run_in_process
 
 DIGITS = ("+experiment=digits", "loop.rounds=2", "selection.budget=10")
 NO_DIVERSITY = "metrics.names=[brightness,contrast,sharpness,blur,aspect_ratio,area,uniqueness]"
 
 
 def run_ok(run_dir: Path, *overrides: str) -> None:
-    result = run_cli(*DIGITS, f"hydra.run.dir={run_dir}", *overrides)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(run_dir, *DIGITS, *overrides)
 
 
 def table(path: Path) -> list[dict]:
@@ -126,16 +128,28 @@ def test_batch_strategy_and_weighted_acquisition_run_end_to_end(tmp_path):
     assert all(-0.3 <= s <= 1.3 for s in scores) and scores == sorted(scores, reverse=True)
 
 
-def test_bad_prioritisation_configs_are_one_line_errors(tmp_path):
-    cases = [
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
         (("acquisition=coreset", "selection.policy=class_balanced"), "cannot reorder the batch strategy 'coreset'"),
+        (("acquisition=coreset", "metrics=quality", "selection.cost=area"), "cannot budget the batch strategy"),
+        (("selection.policy=stratified", "metrics=quality", "selection.cost=area"), "needs a policy that takes a cost"),
+        (("metrics=quality", "selection.cost=nope"), "selection.cost='nope' is neither a computed metric"),
+        (("selection.policy=best",), "selection.policy=best is not one of selection.policies (topk, class_balanced"),
         (("acquisition=weighted",), "weighs metric 'uniqueness'; add it to metrics.names"),
         (("+filters.metrics.brightness=[0.1,0.9]",), "filters.metrics.brightness: metric 'brightness' is not computed"),
         (("embedder=clip", "embedder.weights_path=/nowhere/clip.pt2"), "/nowhere/clip.pt2"),
         (("selection.budget=2.5",), "must be a whole number of items unless selection.cost is set"),
-        (("+filters.stages=[Annotate]",), "filters.stages needs a source with workflow stages"),
-    ]
-    for overrides, message in cases:
-        result = run_cli(*DIGITS, f"hydra.run.dir={tmp_path / 'bad'}", *overrides)
-        assert result.returncode == 2, (overrides, result.stderr[-2000:])
-        assert message in result.stderr and "Traceback" not in result.stderr, (overrides, result.stderr)
+        (("filters.stages=[Annotate]",), "filters.stages needs a source with workflow stages"),
+        (("filters.classes=[eleven]",), "filters.classes: 'eleven' is not a class of this project"),
+        (("filters.classes=[1]", "loop.initial_labels=0", "acquisition=random"), "needs loop.initial_labels > 0"),
+        (("selection.policy=class_balanced", "loop.initial_labels=0", "acquisition=random"), "needs predicted"),
+        (("loop.mode=human",), "needs a platform act with apply and show (e.g. act=encord), not act=oracle"),
+        (("loop.mode=human", "act=encord"), "is not a platform project"),
+    ],
+)
+def test_bad_prioritisation_configs_are_refused_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        assemble(compose_config(*DIGITS, *overrides))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.exit_code == 2
