@@ -56,11 +56,7 @@ def main() -> None:
 def check_command_line(args) -> None:
     """Compose the config as Hydra will for ``args`` and raise :class:`ConfigError` for what must not run."""
     from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import (
-        create_automatic_config_search_path,
-        detect_calling_file_or_module_from_task_function,
-        detect_task_name,
-    )
+    from hydra._internal.utils import create_automatic_config_search_path, detect_task_name
     from hydra.core.config_search_path import SearchPathQuery
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -73,15 +69,16 @@ def check_command_line(args) -> None:
     overrides = list(args.overrides)
     parsed = composed(lambda: OverridesParser.create().parse_overrides(overrides))
     check_search_path(parsed, args.config_path)  # before composing: Hydra imports a pkg:// source to read it
-    calling_file, calling_module = detect_calling_file_or_module_from_task_function(run)
-    search_path = create_automatic_config_search_path(calling_file, calling_module, args.config_path or CONFIG_PATH)
+    # Hydra finds conf/ next to this file when it runs as __main__ (python -m runner), the only way it finds it.
+    calling_file = os.path.abspath(__file__)
+    search_path = create_automatic_config_search_path(calling_file, None, args.config_path or CONFIG_PATH)
     if args.config_dir is not None:
         config_dir = os.path.abspath(args.config_dir)
         if not os.path.isdir(config_dir):
             raise ConfigError(f"--config-dir {args.config_dir} is not a directory")
         search_path.prepend(provider="command-line", path=f"file://{config_dir}",
                             anchor=SearchPathQuery(provider="schema"))
-    app = Hydra.create_main_hydra2(task_name=detect_task_name(calling_file, calling_module),
+    app = Hydra.create_main_hydra2(task_name=detect_task_name(calling_file, None),
                                    config_search_path=search_path)
     try:
         config_name = args.config_name or CONFIG_NAME
