@@ -373,7 +373,9 @@ def describe_composition_error(exc: BaseException) -> str:
         keys = sorted(str(k) for k in parent) if parent is not None else []
         append = re.search(r"use (\+\S+)", str(exc))
         hint = did_you_mean(str(cause.key), keys) or (f"; to add it write {append.group(1)}" if append else "")
-        return f"unknown config key '{cause.full_key}'; allowed keys here: {', '.join(keys) or 'none'}{hint}"
+        if not keys:  # a key below a plain value
+            return f"unknown config key '{cause.full_key}'; '{cause.full_key.rpartition('.')[0]}' holds no keys"
+        return f"unknown config key '{cause.full_key}'; allowed keys here: {', '.join(keys)}{hint}"
     if cause is not None and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])
     return " ".join(lines) or type(exc).__name__
