@@ -82,12 +82,15 @@ def check_command_line(args) -> None:
                                    config_search_path=search_path)
     try:
         config_name = args.config_name or CONFIG_NAME
-        mode_override = [o.value() for o in parsed if o.key_or_group == "hydra.mode"]
-        multirun = args.multirun or (not args.cfg and str(mode_override[-1:]) == "['MULTIRUN']")
-        mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+        # -m, or hydra.mode=MULTIRUN on the command line (which must be composed as a sweep to parse its values)
+        asked = [str(o.value()) for o in parsed if o.key_or_group == "hydra.mode"][-1:] == ["MULTIRUN"]
+        mode = RunMode.MULTIRUN if args.multirun or (asked and not args.cfg) else RunMode.RUN
         cfg = composed(lambda: app.compose_config(config_name, overrides, run_mode=mode))
         if args.cfg:
             return
+        if mode is RunMode.RUN and cfg.hydra.mode == RunMode.MULTIRUN:  # set in a config file
+            mode = RunMode.MULTIRUN
+            cfg = composed(lambda: app.compose_config(config_name, overrides, run_mode=mode))
         if mode is RunMode.RUN:
             check_job(cfg, "hydra.run.dir", None, whole=True)
             return
@@ -128,10 +131,23 @@ def check_job(cfg: DictConfig, dir_key: str, subdir_key: str | None, whole: bool
         raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
     if whole:
         check_output_dir(output_dir, dir_key)
+    if already_finished(config, output_dir):
+        return  # the job answers from its record and creates nothing from this config
+    if whole:
         limit_threads(config)
         validate(config)
     else:
         check_targets(config, user_packages(config))
+
+
+def already_finished(config: dict, output_dir: str) -> bool:
+    """Whether the job will only return the recorded summary of this very config (see ``runner.app.run_job``)."""
+    from pathlib import Path
+
+    from runner.app import finished_summary
+
+    human = (config.get("loop") or {}).get("mode") == "human"
+    return not human and finished_summary(config, Path(output_dir).resolve()) is not None
 
 
 def check_hydra_sections(cfg: DictConfig, names: tuple[str, ...]) -> None:
@@ -145,7 +161,8 @@ def check_hydra_sections(cfg: DictConfig, names: tuple[str, ...]) -> None:
     sections = {}
     for name in names:
         try:
-            sections[name] = OmegaConf.to_container(cfg.hydra[name], resolve=True) if name in cfg.hydra else None
+            node = cfg.hydra.get(name)
+            sections[name] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
         except Exception as exc:  # an unresolvable section must not be waved through
             raise ConfigError(f"config key 'hydra.{name}' cannot be resolved: {str(exc).splitlines()[0]}") from None
     try:

@@ -366,9 +366,8 @@ def describe_composition_error(exc: BaseException) -> str:
             f"{did_you_mean(choice, options)}"
         )
     cause = exc.__cause__
-    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key and lines[0].startswith(
-        "Could not override"
-    ):
+    unknown_key = isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key
+    if unknown_key and lines and lines[0].startswith("Could not override"):
         parent = cause.parent_node
         keys = sorted(str(k) for k in parent) if parent is not None else []
         append = re.search(r"use (\+\S+)", str(exc))

@@ -168,6 +168,9 @@ def test_bypass_in_one_job_of_a_sweep_refuses_the_sweep(tmp_path, evil_configs):
     message = refusal("-m", "+experiment=digits", f"hydra.sweep.dir={sweep_dir}",
                       "model.estimator._target_=sklearn.linear_model.LogisticRegression,builtins.eval")
     assert "config key 'model.estimator._target_' names 'builtins.eval'" in message
+    message = refusal("hydra.mode=MULTIRUN", "+experiment=digits", f"hydra.sweep.dir={sweep_dir}",
+                      "model.estimator._target_=sklearn.linear_model.LogisticRegression,plugins.files.atomic_write")
+    assert "config key 'model.estimator._target_' names 'plugins.files.atomic_write'" in message
     assert not sweep_dir.exists()
 
 
