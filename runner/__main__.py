@@ -12,6 +12,7 @@ instantiates a callback, which it does before the job starts.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -20,8 +21,13 @@ import sys
 # that module from loading.
 sys.modules.setdefault("rfc3987_syntax", None)
 
+from collections.abc import Callable  # noqa: E402
+from typing import TypeVar  # noqa: E402
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+
+T = TypeVar("T")
 
 CONFIG_PATH = "../conf"
 CONFIG_NAME = "config"
@@ -53,7 +59,7 @@ def main() -> None:
     run()
 
 
-def check_command_line(args) -> None:
+def check_command_line(args: argparse.Namespace) -> None:
     """Compose the config as Hydra will for ``args`` and raise :class:`ConfigError` for what must not run."""
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_automatic_config_search_path, detect_task_name
@@ -71,15 +77,16 @@ def check_command_line(args) -> None:
     check_search_path(parsed, args.config_path)  # before composing: Hydra imports a pkg:// source to read it
     # Hydra finds conf/ next to this file when it runs as __main__ (python -m runner), the only way it finds it.
     calling_file = os.path.abspath(__file__)
-    search_path = create_automatic_config_search_path(calling_file, None, args.config_path or CONFIG_PATH)
+    search_path = composed(
+        lambda: create_automatic_config_search_path(calling_file, None, args.config_path or CONFIG_PATH)
+    )
     if args.config_dir is not None:
         config_dir = os.path.abspath(args.config_dir)
         if not os.path.isdir(config_dir):
             raise ConfigError(f"--config-dir {args.config_dir} is not a directory")
         search_path.prepend(provider="command-line", path=f"file://{config_dir}",
                             anchor=SearchPathQuery(provider="schema"))
-    app = Hydra.create_main_hydra2(task_name=detect_task_name(calling_file, None),
-                                   config_search_path=search_path)
+    app = composed(lambda: Hydra.create_main_hydra2(detect_task_name(calling_file, None), search_path))
     try:
         config_name = args.config_name or CONFIG_NAME
         # -m, or hydra.mode=MULTIRUN on the command line (which must be composed as a sweep to parse its values)
@@ -131,10 +138,10 @@ def check_job(cfg: DictConfig, dir_key: str, subdir_key: str | None, whole: bool
         raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
     if whole:
         check_output_dir(output_dir, dir_key)
+    limit_threads(config)
     if already_finished(config, output_dir):
         return  # the job answers from its record and creates nothing from this config
     if whole:
-        limit_threads(config)
         validate(config)
     else:
         check_targets(config, user_packages(config))
@@ -216,16 +223,18 @@ def resolved(cfg: DictConfig, key: str) -> str:
 
 
 def limit_threads(config: dict) -> None:
-    """Thread counts into the environment before the checks import numpy, as the job would before its imports."""
+    """Thread counts into the environment before the checks import numpy, as the job does before its imports
+    (BLAS reads them when it loads); each job of a sweep sets its own again."""
     from runner.app import THREAD_VARIABLES
 
     threads = config.get("threads", 1)
-    if isinstance(threads, int) and threads >= 1:  # a bad value is the schema's to report
-        for variable in THREAD_VARIABLES:
-            os.environ[variable] = str(threads)
+    if not isinstance(threads, int) or threads < 1:  # the schema's to report
+        return
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
 
 
-def composed(compose):
+def composed(compose: Callable[[], T]) -> T:
     """``compose()``; what Hydra refuses while composing becomes a :class:`ConfigError` of one line."""
     from runner.config import describe_composition_error
     from runner.errors import ConfigError

@@ -314,17 +314,17 @@ def did_you_mean(name: str, choices: Sequence[str]) -> str:
 
 def check_search_path(overrides: Sequence[Any], config_path: str | None) -> None:
     """Refuse ``pkg://`` config sources outside Hydra and the runner: Hydra imports them while composing."""
-    entries = [config_path] if config_path else []
+    entries = [("--config-path", config_path)] if config_path else []
     for override in overrides:
         if override.key_or_group == "hydra.searchpath":
             value = override.value()
-            entries.extend(value if isinstance(value, list) else [value])
-    for entry in entries:
+            entries.extend(("hydra.searchpath", entry) for entry in (value if isinstance(value, list) else [value]))
+    for where, entry in entries:
         if isinstance(entry, str) and entry.startswith("pkg://"):
             package = entry.removeprefix("pkg://").replace("/", ".").split(".")[0]
             if package not in ("hydra", "hydra_plugins", "plugins"):
                 raise ConfigError(
-                    f"config source '{entry}' would import package '{package}' to read configs from it; "
+                    f"{where} '{entry}' would import package '{package}' to read configs from it; "
                     "use a directory (file://DIR)"
                 )
 
