@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hydra.utils import get_object, instantiate
@@ -20,8 +21,14 @@ def instantiate_node(node: dict, what: str, **kwargs: Any) -> Any:
         if isinstance(cause, InputError | ServiceError | RunnerError):  # a plugin's own one-line message
             raise from_plugin(cause) from None
         text = str(exc).strip()
-        reason = text.splitlines()[-1] if text else type(exc).__name__
-        raise ConfigError(f"{what} could not be created: {reason}") from None
+        if cause is not None:
+            reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        # Hydra names the failing node relative to the one instantiated ("estimator" inside a model).
+        inner = re.search(r"^full_key: (\S+)$", text, re.MULTILINE)
+        where = f" (at '{inner.group(1)}' in it)" if inner else ""
+        raise ConfigError(f"{what} could not be created{where}: {reason}") from None
 
 
 def instantiate_callable(node: dict, what: str) -> Any:

@@ -67,7 +67,8 @@ def test_describe_is_used_for_missing_keys():
         (["model=cnn", "acquisition=bald", "acquisition.mc_samples=1"], "acquisition.mc_samples' must be >= 2"),
         (["acquisition=bald"], "needs MC samples but model 'plugins.models.sklearn_model.SklearnClassifier'"),
         (["loop.initial_labels=0"], "acquisition 'entropy' needs a trained model"),
-        (["+model.estimator.bogus=1"], "model 'plugins.models.sklearn_model.SklearnClassifier' could not be created"),
+        (["+model.estimator.bogus=1"], "config key 'model.estimator.bogus' is not an argument of sklearn.linear_model"),
+        (["model.estimator._target_=sklearn.svm.SVC"], "model.estimator: SVC has no predict_proba"),
     ],
 )
 def test_cli_rejects_bad_config_with_one_line_and_exit_2(cli, tmp_path, overrides, message):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
+from plugins.errors import InputError
+
 
 class SklearnClassifier:
     """Wraps an unfitted scikit-learn estimator that has ``predict_proba``.
@@ -15,7 +17,10 @@ class SklearnClassifier:
 
     def __init__(self, estimator, n_classes: int, random_state: int | None = None) -> None:
         if not hasattr(estimator, "predict_proba"):
-            raise TypeError(f"{type(estimator).__name__} has no predict_proba; pick a probabilistic classifier")
+            raise InputError(
+                f"model.estimator: {type(estimator).__name__} has no predict_proba (with these arguments); "
+                "pick a probabilistic classifier"
+            )
         self.estimator = estimator
         self.n_classes = n_classes
         self.random_state = random_state
