@@ -73,9 +73,13 @@ def _is_class_or_function(obj: Any) -> bool:
 
 def _is_plugin(obj: Any) -> bool:
     # Plugins live in plugins.<kind>.<module>; the shared helpers at the top (plugins.files, plugins.errors)
-    # and private names are not plugins.
+    # and private names are not plugins. A module that lists its public names in __all__ (one that also holds
+    # helpers with side effects, such as an export's command line) offers only those.
     parts = [*obj.__module__.split("."), obj.__name__]
-    return _is_class_or_function(obj) and len(parts) >= 4 and not any(p.startswith("_") for p in parts[1:])
+    if not _is_class_or_function(obj) or len(parts) < 4 or any(p.startswith("_") for p in parts[1:]):
+        return False
+    public = getattr(importlib.import_module(obj.__module__), "__all__", None)
+    return public is None or obj.__name__ in public
 
 
 def _is_sklearn_estimator(obj: Any) -> bool:

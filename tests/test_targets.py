@@ -51,8 +51,8 @@ BYPASSES = [
     # module attributes reached through a plugin or scikit-learn module
     (["model.estimator._target_=plugins.sources.offline.np.save", "+model.estimator._args_=['SENTINEL',[1]]"],
      "model.estimator._target_", "plugins.sources.offline.np.save"),
-    (["model.estimator._target_=plugins.sources.encord_sdk.os.makedirs", "+model.estimator._args_=['SENTINEL']"],
-     "model.estimator._target_", "plugins.sources.encord_sdk.os.makedirs"),
+    (["model.estimator._target_=plugins.encord.images.os.makedirs", "+model.estimator._args_=['SENTINEL']"],
+     "model.estimator._target_", "plugins.encord.images.os.makedirs"),
     (["model.estimator._target_=sklearn.datasets._base.os.makedirs", "+model.estimator._args_=['SENTINEL']"],
      "model.estimator._target_", "sklearn.datasets._base.os.makedirs"),
     (["model.estimator._target_=plugins.sources.offline.np"], "model.estimator._target_", "plugins.sources.offline.np"),
@@ -74,6 +74,13 @@ BYPASSES = [
     (["model.estimator._target_=sklearn.utils.Bunch"], "model.estimator._target_", "sklearn.utils.Bunch"),
     (["model.estimator._target_=plugins.files.atomic_write_text", "+model.estimator._args_=['SENTINEL','x']"],
      "model.estimator._target_", "plugins.files.atomic_write_text"),
+    # helpers of a plugin module that lists its plugins in __all__ (an export's command line writes files)
+    (["project.source._target_=plugins.encord.export.make_example", "+project.source.out='SENTINEL'"],
+     "project.source._target_", "plugins.encord.export.make_example"),
+    (["model.estimator._target_=plugins.encord.export.copy_whole", "+model.estimator._args_=['.','SENTINEL']"],
+     "model.estimator._target_", "plugins.encord.export.copy_whole"),
+    (["model.estimator._target_=plugins.encord.images.fetch_url", "+model.estimator._args_=['file:///etc/hosts']"],
+     "model.estimator._target_", "plugins.encord.images.fetch_url"),
     # nested in arguments and in _args_
     (["model.estimator.C={_target_:os.makedirs,name:'SENTINEL'}"], "model.estimator.C._target_", "os.makedirs"),
     (["+model.estimator._args_=[{_target_:os.makedirs,name:'SENTINEL'}]"],

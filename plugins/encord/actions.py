@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+# What the config may name as a _target_ (the rest are helpers: see runner.config).
+__all__ = ["plan"]
+
 ACTIONS = ("priority", "relabel", "complete", "park", "unpark", "tag")
 PARKED = "parked"
 _ORDER = {"create_label_row": 0, "reopen": 1, "complete": 2, "priority": 3, "tag": 4, "untag": 5}

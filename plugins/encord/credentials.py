@@ -12,6 +12,9 @@ from typing import Any
 
 from plugins.encord.errors import CredentialsError, EncordError
 
+# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+__all__ = []
+
 CREDENTIAL_VARIABLES = ("ENCORD_SSH_KEY_FILE", "ENCORD_SSH_KEY")
 DEFAULT_DOMAIN = "https://api.encord.com"
 

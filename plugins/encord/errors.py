@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from plugins.errors import InputError, ServiceError
 
+# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+__all__ = []
+
 
 class EncordError(ServiceError):
     """The platform could not be read or changed; the message says what to do (exit 1)."""

@@ -19,6 +19,9 @@ from plugins.encord.errors import EncordError
 from plugins.encord.retry import Retry
 from plugins.files import atomic_write_text
 
+# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+__all__ = []
+
 
 def fetch_url(url: str, timeout: float = 60.0) -> bytes:
     """Bytes behind a signed URL (https, or file:// for exports on disk). No credentials travel with it."""

@@ -36,6 +36,9 @@ from typing import Any
 from plugins.errors import InputError
 from plugins.files import atomic_write_text
 
+# What the config may name as a _target_ (the rest are helpers: see runner.config).
+__all__ = ["connect"]
+
 DEFAULT_WORKFLOW = (("Annotate 1", "ANNOTATION"), ("Review 1", "REVIEW"), ("Complete", "DONE"))
 FIXED_TIME = datetime(2024, 1, 1, 12, 0, 0)
 Faults = Callable[[str, list[str]], None]

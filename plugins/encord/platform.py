@@ -23,6 +23,9 @@ from plugins.encord.retry import Retry
 from plugins.encord.writing import Writer
 from plugins.sources.dataset import Dataset
 
+# What the config may name as a _target_ (the rest are helpers: see runner.config).
+__all__ = ["EncordPlatform", "open_project"]
+
 log = logging.getLogger("runner")
 
 

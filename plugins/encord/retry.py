@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 import tenacity
 
+# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+__all__ = []
+
 log = logging.getLogger("runner")
 T = TypeVar("T")
 
