@@ -23,6 +23,9 @@ from jsonschema.exceptions import ValidationError, best_match
 from runner.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# Groups that bundle others or configure Hydra itself hold no section of their own.
+NOT_SECTIONS = ("experiment", "hydra")
 # The keys Hydra's ``instantiate`` reads itself; every other key of a target node is an argument.
 INSTANTIATE_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
@@ -47,6 +50,7 @@ def validate(config: dict) -> None:
     Checks the schema, then every ``_target_`` (allowed object, known argument names) and scikit-learn's own
     validation of estimator arguments, so that a bad estimator argument is refused before the run starts.
     """
+    check_keys(config)
     validator = jsonschema.Draft202012Validator(schema())
     error = best_match(validator.iter_errors(config))
     if error is not None:
@@ -308,6 +312,41 @@ def _under_hydra(key: str) -> bool:
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+@cache
+def allowed_keys() -> dict[str, tuple[str, ...]]:
+    """The keys the files of ``conf/`` define: at the top (``""``) and in each group's section.
+
+    Which keys exist is said once, in YAML: a group's section may hold any key one of its option files holds.
+    """
+    import yaml
+
+    def keys(path: Path) -> set[str]:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return {str(k) for k in loaded if k != "defaults"} if isinstance(loaded, dict) else set()
+
+    groups = sorted(d for d in CONF_DIR.iterdir() if d.is_dir() and d.name not in NOT_SECTIONS)
+    found = {g.name: tuple(sorted(set().union(*(keys(f) for f in g.glob("*.yaml"))))) for g in groups}
+    found[""] = tuple(sorted(keys(CONF_DIR / "config.yaml") | {g.name for g in groups} | {"hydra"}))
+    return found
+
+
+def check_keys(config: Mapping) -> None:
+    """Refuse a key that no file of ``conf/`` defines (one added with ``+`` by mistake). The arguments of a
+    ``_target_`` node are its plugin's to accept (see ``check_arguments``)."""
+    known = allowed_keys()
+    sections = [("", config)] + [(name, config[name]) for name in known if name and isinstance(config.get(name), dict)]
+    for where, node in sections:
+        if where and "_target_" in node:
+            continue
+        extra = sorted(set(node) - set(known[where]))
+        if extra:
+            key = _join(where, str(extra[0]))
+            raise ConfigError(
+                f"unknown config key '{key}'; allowed keys here: {', '.join(known[where])}"
+                f"{did_you_mean(str(extra[0]), known[where])}"
+            )
 
 
 def did_you_mean(name: str, choices: Sequence[str]) -> str:
