@@ -13,16 +13,17 @@ instantiates a callback, which it does before the job starts.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
 # jsonschema imports its optional format checkers when it is imported; where the optional rfc3987_syntax is
 # installed that compiles grammars for about a second. The runner checks no string formats, so the CLI keeps
 # that module from loading.
-sys.modules.setdefault("rfc3987_syntax", None)
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None makes the import fail fast
 
 from collections.abc import Callable  # noqa: E402
-from typing import TypeVar  # noqa: E402
+from typing import TypeVar, cast  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -104,7 +105,7 @@ def check_command_line(args: argparse.Namespace) -> None:
         check_hydra_sections(cfg, COMMAND_SECTIONS)
         check_output_dir(resolved(cfg, "hydra.sweep.dir"), "hydra.sweep.dir")
         for job, job_overrides in enumerate(sweep_jobs(cfg)):
-            job_cfg = composed(lambda overrides=job_overrides: app.config_loader.load_sweep_config(cfg, overrides))
+            job_cfg = composed(functools.partial(app.config_loader.load_sweep_config, cfg, job_overrides))
             with open_dict(job_cfg):  # as Hydra's launchers do before they run a job
                 job_cfg.hydra.job.id, job_cfg.hydra.job.num = job, job
             check_job(job_cfg, "hydra.sweep.dir", "hydra.sweep.subdir", whole=False)
@@ -131,7 +132,7 @@ def check_job(cfg: DictConfig, dir_key: str, subdir_key: str | None, whole: bool
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
     try:
-        config = OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True)
+        config = cast(dict, OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True))
     except Exception as exc:  # OmegaConf and resolver errors alike
         if not whole:
             return  # this job fails on it before anything is created; the other jobs may run
@@ -205,7 +206,7 @@ def sweep_jobs(cfg: DictConfig) -> list[list[str]]:
     if cfg.hydra.sweeper.get("_target_") != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         return []
     params = cfg.hydra.sweeper.get("params")
-    params = OmegaConf.to_container(params, resolve=True) if OmegaConf.is_dict(params) else {}
+    params = cast(dict, OmegaConf.to_container(params, resolve=True)) if OmegaConf.is_dict(params) else {}
     arguments = [f"{key}={value}" for key, value in params.items()] + list(cfg.hydra.overrides.task)
     parsed = composed(lambda: OverridesParser.create().parse_overrides(arguments))
     return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
@@ -248,4 +249,4 @@ def composed(compose: Callable[[], T]) -> T:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -146,7 +146,9 @@ def check_targets(config: Mapping, packages: Sequence[TargetRule] = ()) -> None:
         rules, allowed = (HYDRA_RULES, HYDRA_ALLOWED) if _under_hydra(key) else (TASK_RULES, TASK_ALLOWED)
         resolve_target(key, node["_target_"], (*rules, *packages), _allowed_text(allowed, packages))
     hydra = config.get("hydra")
-    for section in ("job_logging", "hydra_logging") if isinstance(hydra, Mapping) else ():
+    sections = ("job_logging", "hydra_logging") if isinstance(hydra, Mapping) else ()
+    for section in sections:
+        assert isinstance(hydra, Mapping)
         for key, value in _logging_callables(hydra.get(section), f"hydra.{section}"):
             if isinstance(value, str) and value.startswith("ext://"):
                 if value not in _LOGGING_STREAMS:
@@ -409,8 +411,10 @@ def describe_composition_error(exc: BaseException) -> str:
             f"{did_you_mean(choice, options)}"
         )
     cause = exc.__cause__
-    unknown_key = isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key
-    if unknown_key and lines and lines[0].startswith("Could not override"):
+    if (
+        isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key
+        and lines and lines[0].startswith("Could not override")
+    ):
         parent = cause.parent_node
         keys = sorted(str(k) for k in parent) if parent is not None else []
         append = re.search(r"use (\+\S+)", str(exc))
