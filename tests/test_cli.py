@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ConfigError
-from tests.conftest import REPO, run_cli, run_in_process
+from tests.conftest import run_cli, run_in_process
 
 DIGITS = ("+experiment=digits", "loop.rounds=2", "selection.budget=7")
 CNN = ("model=cnn", "model.epochs=2", "model.min_steps=10", "model.batch_size=16")
@@ -209,4 +209,3 @@ def test_help_does_not_import_torch():
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
     assert "acquisition" in result.stdout  # Hydra's help lists the config groups
-    assert REPO.exists()
