@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from plugins.files import atomic_write_text
-from runner import artifacts, contracts
+from runner import artifacts, contracts, environment
 from runner.acquire import Acquisition, InputProvider, batch_scores, score_candidates, select_batch
 from runner.candidates import CandidateFilter
 from runner.config import config_sha256, differing_keys, validate
@@ -338,6 +338,7 @@ class Run:
         summary["config_sha256"] = self.store.get_meta("config_sha256")
         summary["runner_version"] = self.store.get_meta("runner_version")
         summary["tags"] = artifacts.write_tags_csv(self.store, self.run_dir)
+        summary["environment"] = environment.describe()
         artifacts.write_json(self.run_dir / "summary.json", summary)
         if not self.store.is_done(GLOBAL_ROUND, "finish"):
             with self.store.transaction() as tx:
