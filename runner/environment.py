@@ -25,6 +25,7 @@ LIBRARY_FIELDS = ("user_api", "internal_api", "version", "threading_layer", "arc
 # not listed is never forced (see ``can_run_openblas_kernel``).
 _AVX512 = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
 OPENBLAS_KERNEL_NEEDS = {
+    "Katmai": frozenset({"sse2"}),  # what some builds report for the Prescott and Core2 families
     "Prescott": frozenset({"pni"}),
     "Core2": frozenset({"ssse3"}),
     "Penryn": frozenset({"sse4_1"}),
