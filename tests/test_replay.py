@@ -54,7 +54,7 @@ def test_same_items_with_scores_beyond_tolerance_are_different() -> None:
     replayed = {0: RECORDED[0], 1: rows(("d", 0.8), ("e", 0.7 + 10 * TOL), ("f", 0.1))}
     verdict = replay.compare_rounds(RECORDED, replayed)
     assert verdict.kind == DIFFERENT
-    assert "round 1, rank 2" in verdict.detail
+    assert verdict.detail.startswith("1 round agrees, then round 1, rank 2: e scores")
 
 
 def test_tolerance_is_relative_above_one() -> None:
@@ -113,17 +113,19 @@ def test_an_item_whose_own_score_moved_is_different() -> None:
 
 def test_missing_extra_and_shorter_rounds_are_different() -> None:
     only_first = {0: RECORDED[0]}
-    assert replay.compare_rounds(RECORDED, only_first).detail == "round 1 is missing from the replay"
-    assert replay.compare_rounds(only_first, RECORDED).detail == "round 1 is not in the record"
     shorter = {0: RECORDED[0], 1: RECORDED[1][:2]}
-    assert replay.compare_rounds(RECORDED, shorter).detail == "round 1 selects 2 items, the record 3"
+    then = "1 round agrees, then "
+    assert replay.compare_rounds(RECORDED, only_first).detail == then + "round 1 is missing from the replay"
+    assert replay.compare_rounds(only_first, RECORDED).detail == then + "round 1 is not in the record"
+    assert replay.compare_rounds(RECORDED, shorter).detail == then + "round 1 selects 2 items, the record 3"
+    assert replay.compare_rounds({1: RECORDED[1]}, {}).detail == "round 1 is missing from the replay"
 
 
 def test_missing_rounds_on_disk(tmp_path: Path) -> None:
     recorded = write_run(tmp_path / "rec", RECORDED)
     replayed = write_run(tmp_path / "rep", {0: RECORDED[0]})
     verdict = replay.compare_job(recorded, replayed)
-    assert verdict.kind == DIFFERENT and verdict.detail == "round 1 is missing from the replay"
+    assert verdict.kind == DIFFERENT and verdict.detail == "1 round agrees, then round 1 is missing from the replay"
 
 
 @pytest.mark.parametrize(
