@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -17,6 +18,10 @@ from typing import Any
 
 # The distributions whose arithmetic or behaviour a run's results depend on (those installed are listed).
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "hydra-core", "omegaconf", "encord")
+# Variables that choose numeric kernels (OpenBLAS, numpy's SIMD paths, torch's ATen, oneDNN and MKL); recorded
+# when set, since they change the last digits the way another CPU does.
+KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                    "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
 # threadpoolctl's fields that describe a library. Of its file path only the folder's name is kept ("numpy.libs",
 # "scikit_learn.libs"): it tells which package brought the library without naming the install location.
 LIBRARY_FIELDS = ("user_api", "internal_api", "version", "threading_layer", "architecture", "num_threads")
@@ -46,6 +51,7 @@ def describe() -> dict[str, Any]:
         "packages": package_versions(),
         "threadpools": threadpools(),
         "numpy_simd": numpy_simd(),
+        "kernel_variables": {name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ},
         "cpu": cpu_model(),
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
@@ -163,8 +169,8 @@ def differences(recorded: dict[str, Any] | None, current: dict[str, Any]) -> lis
 def _flatten(description: dict[str, Any]) -> dict[str, str]:
     flat = {}
     for key, value in description.items():
-        if key == "packages" and isinstance(value, dict):
-            flat.update({name: str(version) for name, version in value.items()})
+        if key in ("packages", "kernel_variables") and isinstance(value, dict):
+            flat.update({name: str(setting) for name, setting in value.items()})
         elif key == "threadpools" and isinstance(value, list):
             for library in value:
                 if not isinstance(library, dict):

@@ -55,6 +55,15 @@ def test_threadpools_are_the_same_whether_or_not_torch_is_loaded() -> None:
     assert before == after
 
 
+def test_kernel_variables_are_recorded_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    recorded = environment.describe()
+    assert recorded["kernel_variables"]["OPENBLAS_CORETYPE"] == "Haswell"
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert "ATEN_CPU_CAPABILITY: absent -> avx2" in environment.differences(recorded, environment.describe())
+
+
 def test_differences_name_what_changed() -> None:
     here = {"python": "3.11.7", "packages": {"numpy": "2.4.6", "torch": "2.13.0"}, "cpu": "AMD EPYC",
             "numpy_simd": ["X86_V3", "X86_V4"],
