@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runner import artifacts, stages
+from runner import artifacts, environment, stages
 from runner.assemble import Parts
 from runner.seeds import stage_rng, stage_seed
 from runner.store import GLOBAL_ROUND, Store
@@ -154,6 +154,7 @@ class Session:
         summary["config_sha256"] = self.store.get_meta("config_sha256")
         summary["runner_version"] = self.store.get_meta("runner_version")
         summary["tags"] = artifacts.write_tags_csv(self.store, self.run_dir)
+        summary["environment"] = environment.describe()
         artifacts.write_json(self.run_dir / "summary.json", summary)
         if not self.store.is_done(GLOBAL_ROUND, "finish"):
             with self.store.transaction() as tx:

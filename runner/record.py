@@ -1,9 +1,10 @@
 """``python -m runner.record SWEEP_DIR experiments/NAME``: keep the small, replayable part of finished runs.
 
 For every finished run under ``SWEEP_DIR`` it copies ``config.resolved.yaml`` (the whole config, seed included),
-``summary.json`` (runner version, seed, config digest, results), ``metrics.jsonl`` and ``selected/*.csv`` into
-``experiments/NAME/<same relative path>``, then writes the sweep report there. The run store (``state.sqlite``)
-is left out: it is large and is rebuilt by replaying (``python -m runner.replay experiments/NAME``).
+``summary.json`` (runner version, seed, config digest, results, environment), ``metrics.jsonl`` and
+``selected/*.csv`` into ``experiments/NAME/<same relative path>``, then writes the sweep report there. The run
+store (``state.sqlite``) is left out: it is large and is rebuilt by replaying
+(``python -m runner.replay experiments/NAME``).
 """
 
 from __future__ import annotations

@@ -110,3 +110,35 @@ def test_empty_and_zero_budgets():
     assert class_balanced(np.zeros(0), 3, np.zeros(0)).tolist() == []
     assert stratified(SCORES, 0, PREDICTED).tolist() == []
     assert topk_cost(np.zeros(0), 3, np.zeros(0)).tolist() == []
+
+
+def reference_class_balanced(scores, budget, groups):
+    """class_balanced written out with plain sorts: best-first by (score desc, position), round robin by group."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    position = {item: p for p, item in enumerate(order)}
+    seen, turn = {}, {}
+    for item in order:
+        turn[item] = seen.get(groups[item], 0)
+        seen[groups[item]] = turn[item] + 1
+    picked = sorted(order, key=lambda i: (turn[i], position[i]))[:budget]
+    return sorted(picked, key=position.get)
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        np.full(300, 0.25),  # uniform scores: every item ties
+        np.random.default_rng(5).integers(0, 21, 300) / 20,  # variation ratios with T = 20: 21 values
+        np.array([0.0, -0.0] * 150),  # margins of exactly tied classes come out as -0.0
+    ],
+    ids=["uniform", "discrete", "signed-zeros"],
+)
+def test_exact_ties_are_broken_by_item_position(scores):
+    """Store index is item order, so on every machine an exact tie goes to the item listed first."""
+    groups = np.random.default_rng(6).integers(0, 4, len(scores))
+    expected_topk = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:40]
+    assert topk(scores, 40).tolist() == expected_topk
+    assert class_balanced(scores, 40, groups).tolist() == reference_class_balanced(scores.tolist(), 40, groups)
+    assert topk_cost(scores, 40, np.ones(len(scores))).tolist() == expected_topk
+    # One stratum is plain top-k.
+    assert stratified(scores, 40, np.zeros(len(scores))).tolist() == expected_topk

@@ -11,7 +11,8 @@ from plugins.errors import InputError
 class SklearnClassifier:
     """Wraps an unfitted scikit-learn estimator that has ``predict_proba``.
 
-    Images are flattened to one row per item. Probabilities always have ``n_classes`` columns, in class-index
+    Images are flattened to one row per item and fitted in float64, so that results carry over between CPUs
+    (see ``_float64_rows``). Probabilities always have ``n_classes`` columns, in class-index
     order, even when the labelled set lacks some classes (their columns are 0).
     """
 
@@ -37,7 +38,7 @@ class SklearnClassifier:
         estimator = clone(self.estimator)
         if self.random_state is not None and "random_state" in estimator.get_params():
             estimator.set_params(random_state=self.random_state)
-        self.fitted_ = estimator.fit(_rows(X), y)
+        self.fitted_ = estimator.fit(_float64_rows(X), y)
         self.constant_class_ = None
         return self
 
@@ -49,7 +50,7 @@ class SklearnClassifier:
             return probs
         if self.fitted_ is None:
             raise RuntimeError("predict_proba called before fit")
-        probs[:, self.fitted_.classes_.astype(np.int64)] = self.fitted_.predict_proba(_rows(X))
+        probs[:, self.fitted_.classes_.astype(np.int64)] = self.fitted_.predict_proba(_float64_rows(X))
         return probs
 
     def embed(self, X: np.ndarray) -> np.ndarray:
@@ -59,3 +60,13 @@ class SklearnClassifier:
 
 def _rows(X: np.ndarray) -> np.ndarray:
     return np.asarray(X).reshape(len(X), -1)
+
+
+def _float64_rows(X: np.ndarray) -> np.ndarray:
+    """Rows in float64 for fitting and predicting.
+
+    Several estimators (LogisticRegression among them) keep float32 input in float32, and an iterative solver
+    fed float32 gradients takes a path that depends on the CPU's BLAS kernels: on MNIST, probabilities from
+    two kernels differed by up to 2e-2 in float32 against 2e-8 in float64 (docs/reproducibility.md).
+    """
+    return np.asarray(X, dtype=np.float64).reshape(len(X), -1)
