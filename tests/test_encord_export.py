@@ -99,6 +99,7 @@ def test_a_damaged_export_is_named_with_its_position_and_never_copied(tmp_path, 
     assert not run_dir.exists() or not [p for p in run_dir.iterdir() if p.name.startswith(".platform")]
 
 
+@pytest.mark.slow
 def test_a_damaged_export_through_the_cli_is_one_line_and_exit_2(tmp_path):
     source = example_export(tmp_path, n=20, labelled=6)
     rows = source / "label_rows.json"

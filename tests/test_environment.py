@@ -44,6 +44,7 @@ def test_describing_does_not_import_torch() -> None:
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_threadpools_are_the_same_whether_or_not_torch_is_loaded() -> None:
     """A resumed run may skip the stage that imported torch; its summary must not change for that."""
     pytest.importorskip("torch")

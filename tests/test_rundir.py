@@ -95,6 +95,7 @@ def test_another_sqlite_database_is_not_taken_for_a_store(tmp_path):
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["photos"]
 
 
+@pytest.mark.slow
 def test_a_damaged_store_through_the_cli_is_exit_2_without_a_traceback(tmp_path):
     (tmp_path / "state.sqlite").write_bytes(b"\x00garbage" * 512)
     result = run_cli(*DIGITS, f"hydra.run.dir={tmp_path}")
