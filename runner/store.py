@@ -110,7 +110,8 @@ class Store:
             raise StoreError(f"{self.path} is damaged ({problems[0]}); {START_OVER}")
         found = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = [t for t in TABLES if t not in found]
-        if missing:
+        # No table at all: a store killed while it was being created (its tables come in one transaction).
+        if missing and found:
             raise StoreError(f"{self.path} is not a run store (no '{missing[0]}' table); {START_OVER}")
 
     def close(self) -> None:

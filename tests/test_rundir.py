@@ -95,6 +95,14 @@ def test_another_sqlite_database_is_not_taken_for_a_store(tmp_path):
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["photos"]
 
 
+def test_a_store_killed_while_it_was_created_is_started_again(tmp_path):
+    path = tmp_path / "state.sqlite"
+    with sqlite3.connect(path) as db:  # a database file with SQLite's header and no table yet
+        db.execute("PRAGMA journal_mode=WAL")
+    assert path.stat().st_size > 0
+    assert run_in_process(tmp_path, *DIGITS)["stopped"] == "rounds"
+
+
 @pytest.mark.slow
 def test_a_damaged_store_through_the_cli_is_exit_2_without_a_traceback(tmp_path):
     (tmp_path / "state.sqlite").write_bytes(b"\x00garbage" * 512)
