@@ -76,7 +76,7 @@ def test_a_whole_import_and_act_cycle_uses_only_listed_calls(tmp_path):
         project, "digit", tmp_path / "cache", bundle_size=4, retry=Retry(2, 0.0, sleep=lambda s: None)
     )
     data = platform.read()
-    _, final = platform.stages()
+    stages = platform.stages()
     items = [
         {"data_hash": h, "title": t, "stage": s, "has_label_row": bool(r)}
         for h, t, s, r, label in zip(
@@ -86,7 +86,7 @@ def test_a_whole_import_and_act_cycle_uses_only_listed_calls(tmp_path):
         if label < 0
     ]
     selected = [{**item, "rank": r} for r, item in enumerate(items[:3], 1)]
-    records = plan(selected, items[3:], [], final, 0, actions=["relabel", "priority", "complete"],
+    records = plan(selected, items[3:], [], [], stages, 0, actions=["priority", "complete"],
                    priority_floor=0.6, rest_priority=None, tag=None)
     platform.apply(records)
     assert all(r["status"] == "applied" for r in records)

@@ -193,10 +193,13 @@ def items_in(project, stage: str) -> list[dict]:
     ]
 
 
+STAGES = {"Annotate 1": {"kind": "ANNOTATION"}, "Review 1": {"kind": "REVIEW"}, "Complete": {"kind": "DONE"}}
+
+
 def plan_for(project, n_selected: int = 10, actions=("priority", "complete")) -> list[dict]:
     items = items_in(project, "Annotate 1")
     selected = [{**item, "rank": rank} for rank, item in enumerate(items[:n_selected], 1)]
-    return plan(selected, items[n_selected:], [], {"Complete"}, 0, actions=list(actions), priority_floor=0.6,
+    return plan(selected, items[n_selected:], [], [], STAGES, 0, actions=list(actions), priority_floor=0.6,
                 rest_priority=None, tag=None)
 
 

@@ -65,6 +65,8 @@ def open_export(
     download_workers: int = 4,
     retry_attempts: int = 3,
     retry_base_delay: float = 0.1,
+    trusted_stages: Sequence[str] | None = None,
+    test_stage: str | None = None,
 ) -> EncordPlatform:
     """The export at ``path`` as a platform (item ids = data hashes, -1 where unlabelled).
 
@@ -94,6 +96,8 @@ def open_export(
         bundle_size=bundle_size,
         download_workers=download_workers,
         retry=Retry(retry_attempts, retry_base_delay),
+        trusted_stages=trusted_stages,
+        test_stage=test_stage,
     )
 
 
