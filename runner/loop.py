@@ -300,7 +300,8 @@ def stable_rounds(rows: list[dict], loop: LoopSettings) -> list[int]:
     found = []
     for round_ in kappa:
         window = [kappa.get(r) for r in range(round_ - loop.stop_window + 1, round_ + 1)]
-        if all(k is not None for k in window) and float(np.mean(window)) >= loop.stop_agreement:
+        values = [float(k) for k in window if k is not None]
+        if len(values) == len(window) and float(np.mean(values)) >= loop.stop_agreement:
             found.append(round_)
     return found
 
