@@ -66,10 +66,8 @@ def check_project_dir(config: dict, run_dir: Path) -> None:
 
 
 def open_platform_store(parts: Parts, store: Store, run_dir: Path) -> Parts:
-    """Check that the project directory belongs to this project and the act settings fit its workflow; the
-    parts with the data in the store's order."""
+    """Check that the project directory belongs to this project; the parts with the data in the store's order."""
     check_project_dir(parts.config, run_dir)
-    check_act(parts)
     identity = project_identity(parts.config)
     recorded = store.get_meta("platform_identity")
     data = align(parts.data, store.item_ids(), run_dir)
