@@ -15,6 +15,11 @@ Behaviour copied from the SDK (0.1.21x) because the package depends on it:
 - ``workflow_reopen`` does nothing for a row without a label row; ``workflow_complete`` refuses one.
 - Bundled operations run when the ``with`` block ends, grouped by kind, ``bundle_size`` at a time; an
   exception inside the block cancels them; a failing batch leaves the batches before it applied.
+- ``project.workflow.stages`` are stage objects of their kind (annotation, review, final, Agent with its
+  ``pathways``); ``get_tasks(data_hash=...)`` lists the tasks waiting there; ``ReviewTask.reject`` follows the
+  stage's ``reject_destination`` (the first annotation stage by default), ``AgentTask.proceed`` a pathway,
+  ``task.move`` goes to a stage; a task that is no longer at its stage refuses (OperationNotAllowed), as the
+  server does. ``task.issues`` (not on final-stage tasks) lists and adds file issues, unbundled.
 Not in the SDK: :meth:`OfflineProject.simulate_annotation` (an annotator labelling a task), ``faults``
 (a hook called before every server operation, which tests use to raise errors) and the write log: every
 server operation that changes the project (``WRITE_KINDS``) is appended to ``writes`` and, for a project
@@ -892,6 +897,15 @@ def check_export(root: Path) -> tuple[dict, list[dict]]:
         isinstance(s, dict) and {"uuid", "title", "stage_type"} <= set(s) for s in stages
     ):
         raise InputError(f"{project_path}: 'workflow' must be a list of stages with uuid, title and stage_type")
+    for stage in stages:
+        pathways = stage.get("pathways", [])
+        if not isinstance(pathways, list) or not all(
+            isinstance(p, dict) and {"uuid", "name", "destination_uuid"} <= set(p) for p in pathways
+        ):
+            raise InputError(
+                f"{project_path}: stage '{stage['title']}': 'pathways' must be a list of uuid, name and "
+                "destination_uuid"
+            )
     try:
         structure = OntologyStructure.from_dict(copy.deepcopy(project["ontology"]))
     except Exception as exc:  # the SDK's parser raises many types
