@@ -66,11 +66,18 @@ def run_one(arm: str, seed: int, rounds: int, run_dir: Path, env: dict[str, str]
     return seconds
 
 
+# The figures of metrics.jsonl the report reads (and label_noise.json keeps).
+KEPT = ("round", "n_labeled", "n_relabeled", "test_accuracy", "wrong_labels", "label_issues", "issue_precision",
+        "issue_recall", "stop_kappa")
+
+
 def read_rows(run_dir: Path) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    for row in rows:
+    kept = [{k: round(row[k], 4) if isinstance(row[k], float) else row[k] for k in KEPT if k in row}
+            for row in rows]
+    for row in kept:
         row["cost"] = row["n_labeled"] + row.get("n_relabeled", 0)
-    return rows
+    return kept
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -118,6 +125,39 @@ def pick_precision(run_dir: Path) -> tuple[int, int]:
     return int(found[0] or 0), int(found[1])
 
 
+def summary_lines(runs: dict[str, dict[int, list[dict]]], picks: dict[str, dict[int, tuple[int, int]]],
+                  arms: list[str]) -> list[str]:
+    """The findings, computed: accuracy gained at the last cost, the audit's precision and recall there, the
+    share of relabels that found a wrong label, and how the stopping rule sits against the plateau."""
+    base = runs[arms[0]]
+    last = min(rows[-1]["cost"] for by in runs.values() for rows in by.values())
+
+    def acc(arm: str) -> float:
+        return statistics.fmean(next(r for r in rows if r["cost"] == last)["test_accuracy"]
+                                for rows in runs[arm].values())
+
+    tail = [next(r for r in rows if r["cost"] == last) for rows in base.values()]
+    lines = [
+        f"- At {last:,} annotations, with 10 % of labels wrong: "
+        + "; ".join(f"{a} {acc(a):.3f} ({(acc(a) - acc(arms[0])) * 100:+.1f} points)" for a in arms) + ".",
+        f"- The audit flags {statistics.fmean(r['label_issues'] for r in tail):.0f} of {last:,} labels there: "
+        f"precision {statistics.fmean(r['issue_precision'] for r in tail):.2f} against a base rate of "
+        f"{statistics.fmean(r['wrong_labels'] / r['n_labeled'] for r in tail):.2f}, recall "
+        f"{statistics.fmean(r['issue_recall'] for r in tail):.2f}.",
+        "- Relabels sent to the top suspects found a wrong label in "
+        + "; ".join(f"{100 * sum(p[0] for p in picks[a].values()) / sum(p[1] for p in picks[a].values()):.0f} % "
+                    f"of cases ({a})" for a in arms if sum(p[1] for p in picks[a].values())) + ".",
+    ]
+    gaps = [(rule_at(rows, 0.99), levels_off(rows)) for rows in base.values()]
+    stopped = [rule - off for rule, off in gaps if rule is not None]
+    lines.append(
+        f"- Stabilizing predictions (kappa 0.99) stopped {len(stopped)} of {len(gaps)} new-labels-only runs, "
+        + (f"{min(stopped):+,} to {max(stopped):+,} annotations from where accuracy levelled off." if stopped
+           else "none of them within the run.")
+    )
+    return lines
+
+
 def render(runs: dict[str, dict[int, list[dict]]], stable: dict[str, dict[int, int | None]],
            picks: dict[str, dict[int, tuple[int, int]]], meta: dict) -> str:
     arms = list(runs)
@@ -141,6 +181,10 @@ def render(runs: dict[str, dict[int, list[dict]]], stable: dict[str, dict[int, i
         "entropy, logistic regression retrained each round, label audit by cleanlab's find_label_issues "
         "(prune_by_noise_rate) on 5-fold out-of-fold probabilities. A relabel is a careful second look that "
         "finds the truth. Annotation cost = new labels + relabels, so every arm spends the same per round.",
+        "",
+        "## In short",
+        "",
+        *summary_lines(runs, picks, arms),
         "",
         "## Suspects against the truth (new labels only), mean ± std over seeds",
         "",
@@ -194,14 +238,15 @@ def render(runs: dict[str, dict[int, list[dict]]], stable: dict[str, dict[int, i
     for a in arms:
         cells = []
         for s in seeds:
-            rule = stable[a][s]
+            rule = rule_at(runs[a][s], 0.99)
             cells.append(f"{'never' if rule is None else f'{rule:,}'} / {levels_off(runs[a][s]):,}")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     kappas = [r.get("stop_kappa") for rows in base.values() for r in rows[-3:]]
     lines += [
         "",
         f"Kappa over the last three rounds of the new-labels-only arm: {fmt(kappas)} (rule threshold 0.99). "
-        "The rule column gives labelled items (new labels), levels off gives annotations.",
+        "Both columns count annotations; the rule's are where each run's `summary.json` puts `stable_at_labels` "
+        "(which counts labelled items).",
         "",
         "The same rule with other thresholds, replayed from the recorded kappas (annotations where it first holds; "
         "`loop.stop_agreement`):",
@@ -256,11 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         "example": " ".join(run_command("relabel 25 %", 0, args.rounds, Path("DIR"))[1:]).replace(
             "hydra.run.dir=DIR", "hydra.run.dir=DIR  # seed=S"),
     }
-    if not args.report_only:
-        (HERE / "label_noise.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
-    else:
-        meta.update({k: v for k, v in json.loads((HERE / "label_noise.json").read_text())["meta"].items()
+    if args.report_only:  # the run's own facts, from when it ran
+        meta.update({k: v for k, v in json.loads((HERE / "label_noise.json").read_text())[0]["meta"].items()
                      if k in ("wall_seconds", "date", "jobs")})
+    lines = [json.dumps({"meta": meta})] + [
+        json.dumps({"arm": arm, "seed": seed, "rows": rows}, separators=(",", ":"))
+        for arm, by_seed in runs.items() for seed, rows in by_seed.items()
+    ]
+    (HERE / "label_noise.json").write_text("[\n" + ",\n".join(lines) + "\n]\n")
     (HERE / "label_noise.md").write_text(render(runs, stable, picks, meta))
     print(f"wrote {HERE / 'label_noise.md'}")
     return 0

@@ -226,3 +226,13 @@ def test_a_run_killed_inside_a_round_with_relabels_resumes_to_the_same_files(tmp
                              for line in (reference / name).read_text().splitlines()]
         else:
             assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_through_the_cli_a_relabel_share_without_an_audit_is_one_line_and_exit_2(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("+experiment=digits", "selection.relabel_share=0.2", f"hydra.run.dir={run_dir}")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        "error: selection.relabel_share=0.2 sends label suspects back, and audit=none finds none; set audit=cleanlab"
+    ]
+    assert not (run_dir / "state.sqlite").exists()
