@@ -64,14 +64,18 @@ def test_labels_in_review_are_listed_but_neither_trained_on_nor_selected(tmp_pat
     touched = {r["data_hash"] for r in record(run_dir, 0)["records"]}
     assert not set(in_review) & touched  # in annotators' hands: not candidates either
 
-    trusting = tmp_path / "trusting"
-    invoke(trusting, export, "act.apply=false", "project.source.trusted_stages=[Complete,Review 1]")
-    labels, splits = stored(trusting)
+    read = {
+        name: EncordPlatform(OfflineProject.load(export), "digit", tmp_path / "cache", trusted_stages=trusted).read()
+        for name, trusted in (("default", None), ("trusting", ["Complete", "Review 1"]))
+    }
     key = answers(export)
-    pool_review = [h for h in in_review if splits[h] == "pool"]
-    assert set(pool_review) <= set(labels)
-    # Trusting review means trusting its mistakes too: the one wrong answer is a training label now.
-    assert sum(str(labels[h]) != key[h] for h in pool_review) == int(splits[in_review[0]] == "pool")
+    for name, data in read.items():
+        position = {h: i for i, h in enumerate(data.item_ids)}
+        rows = [position[h] for h in in_review]
+        given = [str(data.extra["unconfirmed_label"][i] if name == "default" else data.labels[i]) for i in rows]
+        # Listed with their answers either way; trusting review means trusting its mistakes too.
+        assert sum(g != key[h] for g, h in zip(given, in_review, strict=True)) == 1
+        assert (data.labels[rows] >= 0).all() == (name == "trusting")
 
 
 def test_a_stage_the_workflow_lacks_is_refused_before_anything_is_written(tmp_path):
@@ -221,7 +225,7 @@ def test_an_agent_stage_routes_its_waiting_tasks_by_rank_retried_and_idempotent(
 
 # --- stopping --------------------------------------------------------------------------------------------
 def test_target_accuracy_stops_a_human_loop_before_anything_is_planned(tmp_path):
-    export = example_export(tmp_path, n=60, labelled=30)
+    export = example_export(tmp_path, n=60, labelled=20)
     run_dir = tmp_path / "project"
     summary = invoke(run_dir, export, "loop.target_accuracy=0.01")
     assert summary["stopped"] == "target_accuracy" and not (run_dir / "actions").exists()
@@ -229,7 +233,7 @@ def test_target_accuracy_stops_a_human_loop_before_anything_is_planned(tmp_path)
 
 
 def test_stabilizing_predictions_stop_a_human_loop_without_test_labels(tmp_path):
-    export = example_export(tmp_path, n=60, labelled=30)
+    export = example_export(tmp_path, n=60, labelled=20)
     run_dir = tmp_path / "project"
     stop = ("project.source.test_fraction=0.0", "loop.stop_set=20", "loop.stop_window=1", "loop.stop_agreement=0.01")
     assert invoke(run_dir, export, *stop)["stopped"] == "applied"

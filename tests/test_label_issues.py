@@ -228,6 +228,7 @@ def test_a_run_killed_inside_a_round_with_relabels_resumes_to_the_same_files(tmp
             assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_through_the_cli_a_relabel_share_without_an_audit_is_one_line_and_exit_2(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("+experiment=digits", "selection.relabel_share=0.2", f"hydra.run.dir={run_dir}")
