@@ -1,8 +1,8 @@
 """The records of a platform round's plan (``actions/round_NNN.json``), whatever the platform.
 
 A record is ``{data_hash, title, stage, action, value, rank, status, error}`` (an ``issue`` also carries
-``issue_tags``); ``status`` is ``planned``, ``applied`` or ``failed``. Tag records (``tag``, ``untag``) are kept in the run store by the runner; every
-other action is the platform's to apply.
+``issue_tags``); ``status`` is ``planned``, ``applied`` or ``failed``. Tag records (``tag``, ``untag``) are kept
+in the run store by the runner; every other action is the platform's to apply.
 """
 
 from __future__ import annotations
