@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import clone
 
@@ -39,7 +41,13 @@ class SklearnClassifier:
         estimator = clone(self.estimator)
         if self.random_state is not None and "random_state" in estimator.get_params():
             estimator.set_params(random_state=self.random_state)
-        self.fitted_ = estimator.fit(_rows(X), encoded)
+        with warnings.catch_warnings():
+            # conf/model/svc.yaml keeps SVC(probability=True) on purpose (its replacement, CalibratedClassifierCV,
+            # cannot fit a class with a single label, which the first rounds of a loop have), so scikit-learn
+            # 1.9's deprecation notice would only repeat itself every round.
+            warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated",
+                                    category=FutureWarning)
+            self.fitted_ = estimator.fit(_rows(X), encoded)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
