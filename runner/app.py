@@ -63,13 +63,15 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
     """Check and build every part of the run, then, holding the run directory, run the sequence its mode names."""
     from runner.assemble import assemble
     from runner.loop import Session, simulate
-    from runner.platform import check_project_dir, human_step, open_platform_store
+    from runner.platform import check_act, check_project_dir, human_step, open_platform_store
     from runner.rundir import claim, exclusive
     from runner.store import Store, unusable
 
     if config["loop"]["mode"] == "human":
         check_project_dir(config, run_dir)  # before the platform is read
     parts = assemble(config)  # every refusal the config and data allow happens here, before anything is written
+    if not parts.loop.simulated:
+        check_act(parts)  # the act settings against the platform's workflow (stages, pathways)
     if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
         sys.modules["torch"].set_num_threads(threads)
     with exclusive(run_dir):

@@ -27,6 +27,28 @@ def write_selection_csv(store: Store, run_dir: Path, round_: int) -> None:
     atomic_write_text(selection_csv_path(run_dir, round_), buffer.getvalue())
 
 
+def write_relabel_csv(store: Store, run_dir: Path, round_: int) -> None:
+    """``relabel/round_NNN.csv``: the suspects a round sent back for another look (``item_id,score,rank``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["item_id", "score", "rank"])
+    for item_id, score, rank in store.relabel_rows(round_):
+        writer.writerow([item_id, repr(float(score)), rank])
+    atomic_write_text(run_dir / "relabel" / f"round_{round_:03d}.csv", buffer.getvalue())
+
+
+def write_label_issues_csv(store: Store, run_dir: Path, class_names: list[str]) -> None:
+    """``label_issues.csv``: every round's flagged labels, most suspect first within a round
+    (``item_id,given_label,suggested_label,score,round``; labels by class name)."""
+    ids = store.item_ids()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["item_id", "given_label", "suggested_label", "score", "round"])
+    for round_, idx, given, suggested, score in store.label_issues():
+        writer.writerow([ids[idx], class_names[given], class_names[suggested], repr(float(score)), round_])
+    atomic_write_text(run_dir / "label_issues.csv", buffer.getvalue())
+
+
 def metrics_rows(store: Store) -> list[dict]:
     """One dict per evaluated round: the evaluation figures plus the seconds of each finished stage."""
     rows = []

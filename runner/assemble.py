@@ -35,12 +35,13 @@ class Platform(Protocol):
     name: str
 
     def read(self) -> Dataset:
-        """Items (ids, images), current labels (-1 where none), split, and per-item ``extra`` columns
-        (``title``, ``stage``, ...). Never writes to the platform."""
+        """Items (ids, images), current trusted labels (-1 where none), split, and per-item ``extra`` columns
+        (``title``, ``stage``, and ``unconfirmed_label``: the class of a label not trusted yet, which is neither
+        trained on nor a candidate, -1 where none). Never writes to the platform."""
         ...
 
-    def stages(self) -> tuple[str | None, set[str]]:
-        """The first annotation stage and the final stage titles."""
+    def stages(self) -> dict[str, dict]:
+        """Workflow stage title -> ``{"kind": ..., ...}`` (``kind`` ``DONE`` for a final stage), in order."""
         ...
 
     def apply(self, records: list[dict], checkpoint: Callable[[], None]) -> None:
@@ -55,6 +56,10 @@ class LoopSettings:
     initial_labels: int
     target_accuracy: float | None
     mode: str  # "simulate" or "human"
+    stop_set: int = 0  # items of the stabilizing-predictions stop set; 0 = no such rule
+    stop_agreement: float = 0.99
+    stop_window: int = 3
+    stop_when_stable: bool = True
 
     @property
     def simulated(self) -> bool:
@@ -69,6 +74,12 @@ class SelectionSettings:
     chunk_size: int
     cost: str | None
     tag: str | None
+    relabel_share: float = 0.0
+
+    @property
+    def relabels(self) -> int:
+        """Items of each round's budget that go to relabelling suspects (at most; fewer when fewer are found)."""
+        return int(self.budget * self.relabel_share)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,22 @@ class Policy:
 class Act:
     label: str
     function: Callable[..., Any]
+    inputs: tuple[str, ...] = ("truth",)  # simulation: what the oracle is given (ACT_INPUTS)
+
+
+# What a simulated annotator (the act function of loop.mode=simulate) may ask for by parameter name.
+ACT_INPUTS = {"truth": "the selected items' true classes", "rng": "the stage's seeded Generator",
+              "n_classes": "number of classes"}
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Label-error detection: the judging function and how its out-of-fold probabilities are made."""
+
+    label: str
+    function: Callable[..., Any]
+    folds: int
+    min_labels: int
 
 
 @dataclass
@@ -103,6 +130,7 @@ class Parts:
     policy: Policy
     act: Act
     start: StartPlan | None  # simulation: the split and the initial labels
+    audit: Audit | None  # None: no label-error detection
     fingerprint: str
 
     @property
@@ -130,9 +158,12 @@ def _assemble(config: dict) -> Parts:
     loop_cfg, sel = config["loop"], config["selection"]
     loop = LoopSettings(
         int(loop_cfg["rounds"]), int(loop_cfg["initial_labels"]), loop_cfg["target_accuracy"], loop_cfg["mode"],
+        int(loop_cfg["stop_set"]), float(loop_cfg["stop_agreement"]), int(loop_cfg["stop_window"]),
+        bool(loop_cfg["stop_when_stable"]),
     )
     selection = SelectionSettings(
         float(sel["budget"]), str(sel["policy"]), sel["pool_subset"], int(sel["chunk_size"]), sel["cost"], sel["tag"],
+        float(sel["relabel_share"]),
     )
     acquisition = Acquisition.from_config(config["acquisition"])
     metrics = metric_set(config["metrics"])
@@ -143,9 +174,10 @@ def _assemble(config: dict) -> Parts:
         acquisition.needs_embeddings or filters.needs_embeddings or any(m.source == "embeddings" for m in metrics)
     )
     policy = _policy(sel)
-    act = Act(f"act '{config['act']['name']}'", instantiate_callable(config["act"]["function"],
-                                                                       f"act '{config['act']['name']}'"))
+    act = _act(config["act"], loop)
+    audit = _audit(config["audit"])
     _check_selection(selection, loop, acquisition, policy, metric_names)
+    _check_relabel(selection, audit)
 
     if not loop.simulated and not {"apply", "show"} <= set(config["act"]):
         raise ConfigError(f"loop.mode=human needs a platform act with apply and show (e.g. act=encord), not "
@@ -154,7 +186,7 @@ def _assemble(config: dict) -> Parts:
     _check_against_data(config, data, selection, filters, metric_names)
     start = None
     if loop.simulated:
-        start = _start_plan(config, data, loop, selection, seed)
+        start = _start_plan(config, data, loop, selection, seed, act)
         if acquisition.needs_model and loop.initial_labels == 0:
             raise ConfigError(
                 f"{acquisition.label} needs a trained model; loop.initial_labels=0 leaves round 0 without one "
@@ -165,7 +197,7 @@ def _assemble(config: dict) -> Parts:
 
     parts = Parts(
         config, seed, str(config["project"]["name"]), loop, selection, data, platform, dict(config["model"]),
-        acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy, act, start,
+        acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy, act, start, audit,
         data_fingerprint(data),
     )
     model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
@@ -188,6 +220,44 @@ def _policy(sel: dict) -> Policy:
     except ValueError as exc:
         raise ConfigError(f"selection.policies.{name}: {exc}") from None
     return Policy(name, function, inputs)
+
+
+def _act(node: dict, loop: LoopSettings) -> Act:
+    label = f"act '{node['name']}'"
+    function = instantiate_callable(node["function"], label)
+    if not loop.simulated:
+        return Act(label, function)
+    try:
+        inputs = declared_inputs(function, known=ACT_INPUTS)
+    except ValueError as exc:
+        raise ConfigError(f"act.function: {exc}") from None
+    return Act(label, function, inputs)
+
+
+def _audit(node: dict) -> Audit | None:
+    if node["function"] is None:
+        return None
+    label = f"audit '{node['name']}'"
+    missing = [k for k in ("folds", "min_labels") if k not in node]
+    if missing:
+        raise ConfigError(f"config key 'audit.{missing[0]}' is missing (audit={node['name']} names a function)")
+    return Audit(label, instantiate_callable(node["function"], label), int(node["folds"]), int(node["min_labels"]))
+
+
+def _check_relabel(selection: SelectionSettings, audit: Audit | None) -> None:
+    share = selection.relabel_share
+    if share == 0:
+        return
+    if audit is None:
+        raise ConfigError(f"selection.relabel_share={share:g} sends label suspects back, and audit=none finds none; "
+                          "set audit=cleanlab")
+    if selection.cost is not None:
+        raise ConfigError("selection.relabel_share counts items, so it cannot share a budget in selection.cost units")
+    if selection.relabels == 0:
+        raise ConfigError(
+            f"selection.relabel_share={share:g} of selection.budget={selection.budget:g} is less than one item; "
+            "raise one of them"
+        )
 
 
 def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisition: Acquisition, policy: Policy,
@@ -254,7 +324,7 @@ def _check_against_data(config: dict, data: Dataset, selection: SelectionSetting
 
 
 def _start_plan(config: dict, data: Dataset, loop: LoopSettings, selection: SelectionSettings,
-                seed: int) -> StartPlan:
+                seed: int, act: Act) -> StartPlan:
     """The split and the initial labels of a simulated run, drawn now so that a bad size is refused up front."""
     n = len(data.item_ids)
     labels = np.asarray(data.labels)
@@ -274,7 +344,15 @@ def _start_plan(config: dict, data: Dataset, loop: LoopSettings, selection: Sele
     if loop.initial_labels > len(pool):
         raise ConfigError(f"loop.initial_labels={loop.initial_labels} is larger than the pool ({len(pool)} items)")
     initial = class_balanced_sample(pool, labels[pool], loop.initial_labels, rng)
-    return StartPlan(np.asarray(data.item_ids), split, labels, initial)
+    # The initial labels come from the same annotators as every later one (an erring oracle errs here too).
+    given = {"truth": labels[initial], "rng": stage_rng(seed, GLOBAL_ROUND, "act"), "n_classes": data.n_classes}
+    try:
+        initial_labels = np.asarray(act.function(**{k: given[k] for k in act.inputs}), dtype=np.int64)
+    except ValueError as exc:
+        raise ConfigError(f"{act.label}: {exc}") from None
+    if initial_labels.shape != initial.shape:
+        raise ConfigError(f"{act.label}: returned {initial_labels.shape} labels for {len(initial)} items")
+    return StartPlan(np.asarray(data.item_ids), split, labels, initial, initial_labels)
 
 
 def data_fingerprint(data: Dataset) -> str:

@@ -28,6 +28,16 @@ def check_samples(samples: object, t: int, n: int, n_classes: int, plugin: str) 
     return arr
 
 
+def check_predictions(predicted: object, n: int, n_classes: int, plugin: str) -> np.ndarray:
+    """A model's ``predict``: one class index in ``0..n_classes-1`` per item."""
+    arr = np.asarray(predicted)
+    if arr.shape != (n,):
+        raise PluginError(f"{plugin}: predict returned shape {arr.shape}, expected ({n},)")
+    if n and (not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() >= n_classes):
+        raise PluginError(f"{plugin}: predict must return class indices in 0..{n_classes - 1}")
+    return arr.astype(np.int64)
+
+
 def check_scores(scores: object, n: int, plugin: str) -> np.ndarray:
     arr = _array(scores, plugin, "scores")
     if arr.shape != (n,):

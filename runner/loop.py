@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from runner import artifacts, environment, stages
-from runner.assemble import Parts
+from runner.assemble import LoopSettings, Parts
 from runner.seeds import stage_rng, stage_seed
 from runner.store import GLOBAL_ROUND, Store
 from runner.views import RoundView
@@ -73,9 +73,14 @@ class Session:
         )
 
     def candidates(self) -> np.ndarray:
-        """Unlabelled pool items, before filters."""
+        """Unlabelled pool items, before filters. On a platform, an item whose label is not trusted yet (still
+        in review, or sent back for relabelling) is in annotators' hands: neither labelled nor a candidate."""
         labeled, _ = self.store.labeled()
-        return np.setdiff1d(self.store.split_indices("pool"), labeled, assume_unique=True)
+        free = np.setdiff1d(self.store.split_indices("pool"), labeled, assume_unique=True)
+        pending = self.parts.data.extra.get("unconfirmed_label")
+        if pending is not None and len(free):
+            free = free[np.asarray(pending)[free] < 0]
+        return free
 
     def cost_column(self) -> np.ndarray | None:
         """``selection.cost`` over every item: a computed metric, or a per-item column of the source."""
@@ -96,6 +101,7 @@ class Session:
             self.stage(round_, "metrics", lambda: stages.measure(
                 parts.metrics, parts.data.images, parts.data.item_ids, parts.data.n_classes,
                 parts.embeddings.static(), unlabeled, stage_rng(parts.seed, GLOBAL_ROUND, "metrics"),
+                parts.data.original,
             ))
             artifacts.write_item_metrics(self.store, self.run_dir, [m.name for m in parts.metrics])
 
@@ -111,17 +117,84 @@ class Session:
 
         self.stage(round_, "train", work)
 
+    def audit(self, round_: int) -> None:
+        """Label-error detection on the labelled items (with ``audit`` configured); ``label_issues.csv``."""
+        parts, audit = self.parts, self.parts.audit
+        if audit is None:
+            return
+
+        def work() -> stages.Writer:
+            indices, labels = self.store.labeled()
+            seed = stage_seed(parts.seed, round_, "audit")
+            return stages.audit(
+                round_, parts.data.images, indices, labels, lambda: parts.new_model(seed), audit.folds, seed,
+                audit.function, audit.label, audit.min_labels,
+            )
+
+        self.stage(round_, "audit", work)
+        artifacts.write_label_issues_csv(self.store, self.run_dir, list(parts.data.class_names))
+
+    def draw_stop_set(self) -> None:
+        """The stabilizing-predictions rule's fixed unlabelled items, drawn once (``loop.stop_set``)."""
+        size = self.parts.loop.stop_set
+        if size:
+            self.stage(GLOBAL_ROUND, "stop_set", lambda: stages.draw_stop_set(
+                self.candidates(), size, stage_rng(self.parts.seed, GLOBAL_ROUND, "stop_set")
+            ))
+
     def evaluate(self, round_: int, extra: Callable[[], dict] | None = None) -> None:
-        test = self.store.split_indices("test")
+        store = self.store
+        test = store.split_indices("test")
+        stop_set = store.get_array("stop_set/indices")
+        previous = store.get_array(f"stop/{round_ - 1:03d}") if round_ > 0 else None
         self.stage(round_, "evaluate", lambda: stages.evaluate(
-            self.view(round_), test, np.asarray(self.parts.data.labels), None if extra is None else extra()
+            self.view(round_), test, np.asarray(self.parts.data.labels),
+            {**self.audit_figures(round_), **({} if extra is None else extra())}, stop_set, previous,
         ))
+
+    def audit_figures(self, round_: int) -> dict:
+        """What the round's audit found; in simulation (where the truth is known) how well: the wrong labels
+        among the labelled items, and the precision and recall of the flagged ones."""
+        if self.parts.audit is None:
+            return {}
+        store = self.store
+        flagged = {row[1] for row in store.label_issues(round_)}
+        figures: dict = {"label_issues": len(flagged), "n_relabeled": store.relabel_count(before=round_)}
+        if self.parts.loop.simulated:
+            indices, labels = store.labeled()
+            wrong = set(indices[labels != store.truths(indices)].tolist())
+            found = len(flagged & wrong)
+            figures.update(
+                wrong_labels=len(wrong),
+                issue_precision=found / len(flagged) if flagged else None,
+                issue_recall=found / len(wrong) if wrong else None,
+            )
+        return figures
+
+    def stable(self, round_: int) -> bool:
+        """Whether the stabilizing-predictions rule holds at ``round_``."""
+        return round_ in stable_rounds(self.store.rounds(), self.parts.loop)
+
+    def relabel_picks(self, round_: int) -> tuple[np.ndarray, np.ndarray]:
+        """The round's top label suspects (index, score), at most ``selection.relabel_share`` of the budget:
+        still labelled, and never sent back before (an annotator who looked again has the last word)."""
+        n = self.parts.selection.relabels
+        if n == 0 or self.parts.audit is None:
+            return np.zeros(0, np.int64), np.zeros(0)
+        labelled = set(self.store.labeled()[0].tolist())
+        before = set(self.store.relabeled_before(round_).tolist())
+        rows = [(idx, score) for _, idx, _, _, score in self.store.label_issues(round_)
+                if idx in labelled and idx not in before][:n]
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float64)
 
     def filtered_candidates(self, round_: int) -> np.ndarray:
         return self.parts.filters.apply(self.candidates(), self.view(round_))
 
     def score_and_select(self, round_: int) -> None:
         parts = self.parts
+        relabel = self.relabel_picks(round_)
+        # Relabels take their part of the budget; what they leave is spent on new labels.
+        budget = parts.selection.budget - len(relabel[0])
 
         def score() -> stages.Writer:
             rng = stage_rng(parts.seed, round_, "score")
@@ -131,16 +204,18 @@ class Session:
             if subset and len(candidates) > subset:
                 candidates = np.sort(rng.choice(candidates, size=subset, replace=False))
             return stages.score(
-                view, candidates, parts.acquisition, parts.selection.budget, parts.selection.chunk_size,
+                view, candidates, parts.acquisition, budget, parts.selection.chunk_size,
                 "predicted" in parts.policy.inputs, rng,
             )
 
         self.stage(round_, "score", score)
         self.stage(round_, "select", lambda: stages.select(
-            round_, self.store, parts.policy.function, parts.policy.inputs, parts.selection.budget,
-            self.cost_column(), parts.selection.tag,
+            round_, self.store, parts.policy.function, parts.policy.inputs, budget,
+            self.cost_column(), parts.selection.tag, relabel if parts.audit is not None else None,
         ))
         artifacts.write_selection_csv(self.store, self.run_dir, round_)
+        if parts.selection.relabels:
+            artifacts.write_relabel_csv(self.store, self.run_dir, round_)
 
     # --- the end -------------------------------------------------------------------------------------------
     def finish(self, stopped: str) -> dict:
@@ -170,6 +245,7 @@ def simulate(session: Session) -> dict:
     assert start is not None, "assemble draws the start of every simulated run"
     session.stage(GLOBAL_ROUND, "import", lambda: stages.import_items(start, parts.fingerprint, parts.data.n_classes))
     session.embed_and_measure(GLOBAL_ROUND)
+    session.draw_stop_set()
     total = parts.loop.rounds
     done_before = [r["round"] for r in store.rounds()]
     if done_before and not store.is_done(GLOBAL_ROUND, "finish"):
@@ -179,6 +255,7 @@ def simulate(session: Session) -> dict:
         started = time.perf_counter()
         fresh = not _round_closed(session, round_)
         session.train(round_)
+        session.audit(round_)
         session.evaluate(round_)
         stopped = _stop_reason(session, round_)
         if stopped is None:
@@ -193,16 +270,47 @@ def simulate(session: Session) -> dict:
 
 
 def _reveal(session: Session, round_: int) -> stages.Writer:
-    selected = session.store.selected_indices(round_)
-    act = session.parts.act
-    return stages.reveal(round_, selected, session.store.truths(selected), act.function, act.label)
+    parts, store = session.parts, session.store
+    selected = store.selected_indices(round_)
+    relabeled = store.relabel_indices(round_)
+    act = parts.act
+    given = {"rng": stage_rng(parts.seed, round_, "act"), "n_classes": parts.data.n_classes}
+    inputs = {name: given[name] for name in act.inputs if name != "truth"}
+    return stages.reveal(
+        round_, selected, store.truths(selected), act.function, act.label, inputs, relabeled, store.truths(relabeled)
+    )
+
+
+def stop_reason(session: Session, round_: int) -> str | None:
+    """Why the loop stops after evaluating ``round_`` (target accuracy, stable predictions), or None."""
+    loop = session.parts.loop
+    accuracy = next(r["test_accuracy"] for r in session.store.rounds() if r["round"] == round_)
+    if loop.target_accuracy is not None and accuracy is not None and accuracy >= loop.target_accuracy:
+        return "target_accuracy"
+    if loop.stop_when_stable and session.stable(round_):
+        return "stable_predictions"
+    return None
+
+
+def stable_rounds(rows: list[dict], loop: LoopSettings) -> list[int]:
+    """The rounds at which the stabilizing-predictions rule holds: the mean kappa of the last ``stop_window``
+    rounds (each against the round before it) is at least ``stop_agreement``."""
+    if not loop.stop_set:
+        return []
+    kappa = {r["round"]: r.get("stop_kappa") for r in rows}
+    found = []
+    for round_ in kappa:
+        window = [kappa.get(r) for r in range(round_ - loop.stop_window + 1, round_ + 1)]
+        values = [float(k) for k in window if k is not None]
+        if len(values) == len(window) and float(np.mean(values)) >= loop.stop_agreement:
+            found.append(round_)
+    return found
 
 
 def _stop_reason(session: Session, round_: int) -> str | None:
-    target = session.parts.loop.target_accuracy
-    accuracy = next(r["test_accuracy"] for r in session.store.rounds() if r["round"] == round_)
-    if target is not None and accuracy is not None and accuracy >= target:
-        return "target_accuracy"
+    reason = stop_reason(session, round_)
+    if reason is not None:
+        return reason
     if round_ >= session.parts.loop.rounds:
         return "rounds"
     if len(session.candidates()) == 0 and not session.store.is_done(round_, "act"):
@@ -230,6 +338,8 @@ def summarize(rows: list[dict], parts: Parts, stopped: str) -> dict:
     target = parts.loop.target_accuracy
     reached = [r["n_labeled"] for r in evaluated if target is not None and r["test_accuracy"] >= target]
     seconds = sum(sum(r["seconds"].values()) for r in rows)
+    stable = stable_rounds(rows, parts.loop)
+    by_round = {r["round"]: r for r in rows}
     return {
         "project": parts.project_name,
         "acquisition": parts.acquisition.name,
@@ -243,4 +353,6 @@ def summarize(rows: list[dict], parts: Parts, stopped: str) -> dict:
         "labels_to_target": reached[0] if reached else None,
         "stopped": stopped,
         "stage_seconds_total": round(seconds, 3),
+        # Where the stabilizing-predictions rule first held (also when it only reports: stop_when_stable=false).
+        "stable_at_labels": by_round[stable[0]]["n_labeled"] if stable else None,
     }

@@ -1,8 +1,8 @@
 """The records of a platform round's plan (``actions/round_NNN.json``), whatever the platform.
 
-A record is ``{data_hash, title, stage, action, value, rank, status, error}``; ``status`` is ``planned``,
-``applied`` or ``failed``. Tag records (``tag``, ``untag``) are kept in the run store by the runner; every
-other action is the platform's to apply.
+A record is ``{data_hash, title, stage, action, value, rank, status, error}`` (an ``issue`` also carries
+``issue_tags``); ``status`` is ``planned``, ``applied`` or ``failed``. Tag records (``tag``, ``untag``) are kept
+in the run store by the runner; every other action is the platform's to apply.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def describe(records: Sequence[dict], show: int = 10) -> list[str]:
         status = ", ".join(f"{k} {v}" for k, v in sorted(per.items()))
         lines.append(f"{action:<9} {total:>6} ({status})")
         for record in [r for r in records if r["action"] == action][:show]:
-            value = "" if record["value"] is None else f" -> {record['value']}"
+            shown = "" if record["value"] is None else str(record["value"])
+            value = "" if not shown else f" -> {shown if len(shown) <= 72 else shown[:71] + '…'}"
             rank = "" if record["rank"] is None else f"#{record['rank']} "
             where = f"[{record['data_hash'][:8]}] in {record['stage']}"
             lines.append(f"    {rank}{record['title']} {where}{value}")

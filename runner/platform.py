@@ -5,11 +5,15 @@ One invocation is one step of one round, in a fixed project directory whose stor
 1. pull: items new on the platform join the store; labels that annotators added (or changed, or removed)
    since the last invocation replace what the store knew. Labels pulled at the start of round r are
    recorded as acquired in round r-1 (the round whose actions led to them; -1 before round 0).
-2. train, evaluate, score, select: the loop's own stages. Evaluation uses the items of the ``test`` split
-   that have a label on the platform (``project.source.test_fraction`` holds a fixed share of items out by
-   their data hash); with none, the accuracy is n/a.
-3. plan: ``act.function`` builds the round's action records from the selection and the platform state and
-   writes ``actions/round_NNN.json`` (see ``runner/plan_file.py``).
+   Only trusted labels count (the platform says which: on Encord, those in the final stages unless
+   configured); an item whose label is not trusted yet is neither trained on nor a candidate. Items move
+   into the ``test`` split as the platform says (a held-out share of trusted labels, or a test stage).
+2. train, audit, evaluate, score, select: the loop's own stages. Evaluation uses the labelled items of the
+   ``test`` split; with none, the accuracy is n/a. ``loop.target_accuracy`` and the stabilizing-predictions
+   rule (``loop.stop_set``) end the loop here: nothing more is selected or planned.
+3. plan: ``act.function`` builds the round's action records from the selection, the label suspects sent back
+   (``selection.relabel_share``) and the platform state, and writes ``actions/round_NNN.json`` (see
+   ``runner/plan_file.py``).
 4. act: a dry run (the default) prints the plan and stops; the round stays open and is planned again from
    scratch if labels arrive before it is applied. ``act.apply=true`` applies it (tags go to the store,
    the rest to the platform), records every outcome in the file, and closes the round once everything is
@@ -36,7 +40,7 @@ from runner import __version__, artifacts, plan_file
 from runner.assemble import Parts, Platform
 from runner.config import config_sha256
 from runner.errors import ConfigError, RunnerError
-from runner.loop import Session
+from runner.loop import Session, stop_reason
 from runner.rundir import write_resolved_config
 from runner.store import GLOBAL_ROUND, Store, read_meta
 
@@ -100,6 +104,7 @@ def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
         k: v[order] if isinstance(v, np.ndarray) and len(v) == len(ids) else v for k, v in data.extra.items()
     }
     split = None if data.split is None else np.asarray(data.split)[order]
+    source = data.original
     return Dataset(
         np.asarray(ids)[order],
         data.images[order],
@@ -107,6 +112,7 @@ def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
         data.class_names,
         split,
         extra,
+        None if source is None else lambda i: source(int(order[i])),
     )
 
 
@@ -147,7 +153,9 @@ def human_step(session: Session) -> dict:
         record = None
     # Items can join the project between invocations, so item-level embeddings and metrics are per round.
     session.embed_and_measure(round_)
+    session.draw_stop_set()
     session.train(round_)
+    session.audit(round_)
     labels = np.asarray(parts.data.labels)
     session.evaluate(round_, extra=lambda: {
         "n_test_labeled": int((labels[store.split_indices("test")] >= 0).sum()),
@@ -156,6 +164,10 @@ def human_step(session: Session) -> dict:
     artifacts.write_metrics_jsonl(store, run_dir)
     _report(store, round_)
     if record is None:
+        reason = stop_reason(session, round_)
+        if reason is not None:
+            log.info(f"stopping: {STOPPED[reason]}; nothing more is selected (see metrics.jsonl)")
+            return finish(session, reason)
         if len(session.filtered_candidates(round_)) == 0:
             log.info("no unlabelled candidates are left (after filters); nothing to select")
             return finish(session, "pool_exhausted")
@@ -188,6 +200,7 @@ def pull(session: Session, round_: int) -> bool:
     n = len(data.item_ids)
     split = np.asarray(data.split if data.split is not None else ["pool"] * n).astype(str)
     labels = np.asarray(data.labels)
+    moved = np.flatnonzero(store.splits() != split[:n_stored]) if n_stored else np.zeros(0, np.int64)
     known_idx, known_labels = store.labeled()
     known = dict(zip(known_idx.tolist(), known_labels.tolist(), strict=True))
     # Test items' labels are read from the platform at evaluation and never enter training.
@@ -209,45 +222,83 @@ def pull(session: Session, round_: int) -> bool:
             tx.replace_labels(np.array(changed), np.array([platform[i] for i in changed]))
         if removed:
             tx.delete_labels(np.array(removed))
+        for name in ("pool", "test"):
+            tx.set_split(moved[split[moved] == name], name)
     parts = [f"{len(new)} new labels"]
     if n > n_stored:
         parts.insert(0, f"{n - n_stored} new items")
     if changed or removed:
-        parts.append(f"{len(changed)} changed, {len(removed)} removed")
+        parts.append(f"{len(changed)} changed, {len(removed)} no longer trusted or gone")
+    if len(moved):
+        parts.append(f"{int((split[moved] == 'test').sum())} labelled items held out for testing")
+    pending = data.extra.get("unconfirmed_label")
+    if pending is not None and (np.asarray(pending) >= 0).any():
+        parts.append(f"{int((np.asarray(pending) >= 0).sum())} labels not trusted yet (not trained on)")
     log.info(f"pulled from {platform_of(session.parts).name}: {', '.join(parts)}")
-    return bool(new or changed or removed)
+    return bool(new or changed or removed or len(moved))
 
 
 # --- plan and act -----------------------------------------------------------------------------------------
-def _item(data: Dataset, idx: int, rank: int | None = None) -> dict:
-    """What the planner knows of an item: its id, rank, and every per-item column the platform gave."""
+def _item(data: Dataset, idx: int, rank: int | None = None, tags: dict[int, set[str]] | None = None) -> dict:
+    """What the planner knows of an item: its id, rank, its tags in the run store, and every per-item column the
+    platform gave."""
     n = len(data.item_ids)
     columns = {
         key: values[idx].item() if isinstance(values[idx], np.generic) else values[idx]
         for key, values in data.extra.items()
         if isinstance(values, np.ndarray) and len(values) == n
     }
-    return {**columns, "data_hash": str(data.item_ids[idx]), "rank": rank}
+    found = sorted((tags or {}).get(int(idx), set()))
+    return {**columns, "data_hash": str(data.item_ids[idx]), "rank": rank, "tags": found}
 
 
-def plan_round(session: Session, round_: int) -> dict:
-    parts, store, data = session.parts, session.store, session.parts.data
-    selected = store.selected_indices(round_)
-    rest = np.setdiff1d(session.filtered_candidates(round_), selected)
-    labelled, _ = store.labeled()
-    parked = np.setdiff1d(store.tagged("parked"), labelled)
-    _, final = platform_of(parts).stages()
-    act = parts.config["act"]
+STOPPED = {
+    "target_accuracy": "the test accuracy reached loop.target_accuracy",
+    "stable_predictions": "successive models agree on the stop set (loop.stop_agreement over loop.stop_window rounds)",
+}
+
+
+def check_act(parts: Parts) -> None:
+    """The act settings against the platform's workflow (stages, pathways), before any stage runs."""
+    plan_records(parts, [], [], [], [], 0)
+
+
+def plan_records(parts: Parts, selected: list[dict], rest: list[dict], parked: list[dict], suspects: list[dict],
+                 round_: int) -> list[dict]:
     try:
-        records = parts.act.function(
-            selected=[_item(data, i, rank) for rank, i in enumerate(selected, 1)],
-            rest=[_item(data, i) for i in rest],
-            parked=[_item(data, i) for i in parked],
-            final_stages=final,
-            round_=round_,
+        return parts.act.function(
+            selected=selected, rest=rest, parked=parked, suspects=suspects,
+            stages=platform_of(parts).stages(), round_=round_,
         )
     except ValueError as exc:
         raise ConfigError(f"{parts.act.label}: {exc}") from None
+
+
+def plan_round(session: Session, round_: int) -> dict:
+    """The round's records: the selection, the suspects sent back, and every other unlabelled item (the
+    candidates before filters: what annotators would otherwise spend time on)."""
+    parts, store, data = session.parts, session.store, session.parts.data
+    selected = store.selected_indices(round_)
+    rest = np.setdiff1d(session.candidates(), selected)
+    labelled, _ = store.labeled()
+    parked = np.setdiff1d(store.tagged("parked"), labelled)
+    issues = {idx: (given, suggested, score) for _, idx, given, suggested, score in store.label_issues(round_)}
+    names = list(data.class_names)
+    suspects = []
+    for rank, i in enumerate(store.relabel_indices(round_), 1):
+        given, suggested, score = issues[int(i)]
+        suspects.append({**_item(data, i, rank), "given": names[given], "suggested": names[suggested],
+                         "score": score})
+    act = parts.config["act"]
+    tags = store.tags()
+    records = plan_records(
+        parts,
+        [_item(data, i, rank, tags) for rank, i in enumerate(selected, 1)],
+        [_item(data, i) for i in rest],
+        [_item(data, i) for i in parked],
+        suspects,
+        round_,
+    )
     return {
         "round": round_,
         "project": parts.project_name,

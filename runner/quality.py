@@ -86,13 +86,20 @@ class Embeddings:
         return static[indices]
 
 
+# Pixels of original images read at once for an image metric (about 48 MiB of RGB bytes).
+ORIGINAL_PIXELS_PER_CHUNK = 1 << 24
+
+
 def compute_metrics(metrics: list[Metric], images: np.ndarray, item_ids: np.ndarray, n_classes: int,
                     static_embeddings: np.ndarray | None, unlabeled: np.ndarray,
-                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+                    rng: np.random.Generator,
+                    original: Callable[[int], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One float column per metric over every item (NaN where it could not be computed).
 
-    A metric scoped to ``unlabeled`` (Image Diversity) is computed over the unlabelled items only. A failing
-    metric, or failing items, are reported and left NaN: a metric never stops a run.
+    Image metrics see each item's original image where the source keeps one (``original``: its own size and
+    pixels, read a chunk of items at a time), else ``images``. A metric scoped to ``unlabeled`` (Image
+    Diversity) is computed over the unlabelled items only. A failing metric, or failing items, are reported and
+    left NaN: a metric never stops a run.
     """
     n = len(item_ids)
     columns = {}
@@ -101,12 +108,14 @@ def compute_metrics(metrics: list[Metric], images: np.ndarray, item_ids: np.ndar
         source = images if metric.source == "images" else static_embeddings
         if source is None:
             raise RuntimeError(f"metric '{metric.name}' needs embeddings, which the embed stage did not compute")
-        kwargs: dict[str, Any] = {metric.source: source[scope]}
         available = {"n_classes": n_classes, "rng": rng}
-        kwargs.update({name: available[name] for name in metric.extra_inputs})
+        extra = {name: available[name] for name in metric.extra_inputs}
         column = np.full(n, np.nan)
         try:
-            values = np.asarray(metric.function(**kwargs), dtype=np.float64)
+            if metric.source == "images" and original is not None:
+                values = _on_originals(metric, scope, original, extra)
+            else:
+                values = np.asarray(metric.function(**{metric.source: source[scope]}, **extra), dtype=np.float64)
             if values.shape != (len(scope),):
                 raise ValueError(f"returned shape {values.shape}, expected ({len(scope)},)")
             column[scope] = values
@@ -120,3 +129,30 @@ def compute_metrics(metrics: list[Metric], images: np.ndarray, item_ids: np.ndar
             log.warning(f"metric '{metric.name}': {len(failed)} items could not be scored (first: {shown})")
         columns[metric.name] = column
     return columns
+
+
+def _on_originals(metric: Metric, scope: np.ndarray, original: Callable[[int], np.ndarray],
+                  extra: dict[str, Any]) -> np.ndarray:
+    """``metric`` over the original images of ``scope``, given as lists of per-item arrays of at most
+    ORIGINAL_PIXELS_PER_CHUNK pixels in all, so memory stays bounded however large the originals are."""
+    parts: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    pixels = 0
+
+    def flush() -> None:
+        values = np.asarray(metric.function(images=batch, **extra), dtype=np.float64)
+        if values.shape != (len(batch),):
+            raise ValueError(f"returned shape {values.shape}, expected ({len(batch)},)")
+        parts.append(values)
+        batch.clear()
+
+    for index in scope:
+        image = original(int(index))
+        batch.append(image)
+        pixels += int(np.prod(image.shape[:2]))
+        if pixels >= ORIGINAL_PIXELS_PER_CHUNK:
+            flush()
+            pixels = 0
+    if batch:
+        flush()
+    return np.concatenate(parts) if parts else np.zeros(0)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-STAGE_CODES = {"import": 0, "train": 1, "evaluate": 2, "score": 3, "select": 4, "act": 5, "embed": 6, "metrics": 7}
+STAGE_CODES = {
+    "import": 0, "train": 1, "evaluate": 2, "score": 3, "select": 4, "act": 5, "embed": 6, "metrics": 7,
+    "audit": 8, "stop_set": 9,
+}
 
 
 def stage_rng(seed: int, round_: int, stage: str) -> np.random.Generator:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from runner.acquire import Acquisition, InputProvider, score_candidates, select_batch
+from runner.audit import out_of_fold_probs
 from runner.errors import PluginError
 from runner.quality import Embeddings, Metric, compute_metrics
 from runner.store import GLOBAL_ROUND, Store
@@ -28,12 +29,14 @@ ROUND_BLOBS = ("model/", "scores/", "positions/", "candidates/", "predicted/")
 
 @dataclass(frozen=True)
 class StartPlan:
-    """What the import stage records: every item's split and truth, and the labels known before round 0."""
+    """What the import stage records: every item's split and truth, and the labels known before round 0
+    (``initial`` items, labelled ``initial_labels`` by the act function: the truth, unless annotators err)."""
 
     item_ids: np.ndarray
     split: np.ndarray
     truths: np.ndarray
     initial: np.ndarray
+    initial_labels: np.ndarray
 
 
 def import_items(plan: StartPlan, fingerprint: str, n_classes: int) -> Writer:
@@ -43,7 +46,7 @@ def import_items(plan: StartPlan, fingerprint: str, n_classes: int) -> Writer:
     def write(tx: Store) -> None:
         truths = [None if y < 0 else int(y) for y in plan.truths]
         tx.add_items([str(i) for i in plan.item_ids], list(plan.split), truths)
-        tx.add_labels(plan.initial, plan.truths[plan.initial], GLOBAL_ROUND)
+        tx.add_labels(plan.initial, plan.initial_labels, GLOBAL_ROUND)
         tx.set_meta("data_fingerprint", fingerprint)
         tx.set_meta("n_classes", str(n_classes))
 
@@ -60,15 +63,75 @@ def train(model: Any, images: np.ndarray, labels: np.ndarray, round_: int, label
     return lambda tx: tx.put_blob(f"model/{round_:03d}", blob)
 
 
-def evaluate(view: RoundView, test: np.ndarray, labels: np.ndarray, extra: dict | None = None) -> Writer:
-    """Accuracy of the round's model on the test items whose label is known (none known: accuracy n/a)."""
+def evaluate(view: RoundView, test: np.ndarray, labels: np.ndarray, extra: dict | None = None,
+             stop_set: np.ndarray | None = None, previous: np.ndarray | None = None) -> Writer:
+    """Accuracy of the round's model on the test items whose label is known (none known: accuracy n/a), from
+    the model's own predictions. With a stop set, the model's predictions there are kept, and their agreement
+    with the previous round's (``previous``), Cohen's kappa, is recorded as ``stop_kappa``."""
     known = test[labels[test] >= 0]
     accuracy = None
-    probs = view.probs(known) if len(known) else None
-    if probs is not None:
-        accuracy = float((probs.argmax(axis=1) == labels[known]).mean())
+    predicted = view.predictions(known) if len(known) else None
+    if predicted is not None:
+        accuracy = float((predicted == labels[known]).mean())
     n_labeled = len(view.labeled)
-    return lambda tx: tx.record_round(view.round_, n_labeled, accuracy, extra or {})
+    figures = dict(extra or {})
+    on_stop_set = view.predictions(stop_set) if stop_set is not None and len(stop_set) else None
+    if on_stop_set is not None and previous is not None and len(previous) == len(on_stop_set):
+        figures["stop_kappa"] = agreement(previous, on_stop_set, view.n_classes)
+
+    def write(tx: Store) -> None:
+        tx.record_round(view.round_, n_labeled, accuracy, figures)
+        if on_stop_set is not None:
+            tx.put_array(f"stop/{view.round_:03d}", on_stop_set)
+
+    return write
+
+
+def agreement(first: np.ndarray, second: np.ndarray, n_classes: int) -> float:
+    """Cohen's kappa between two models' predicted classes; 1.0 for identical predictions (where kappa itself
+    is 0/0, both models predicting one class)."""
+    if np.array_equal(first, second):
+        return 1.0
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(first, second, labels=np.arange(n_classes)))
+
+
+def draw_stop_set(pool: np.ndarray, size: int, rng: np.random.Generator) -> Writer:
+    """The fixed unlabelled items the stabilizing-predictions rule compares successive models on."""
+    chosen = np.sort(rng.choice(pool, size=min(size, len(pool)), replace=False)) if len(pool) else pool
+    log.info(f"stop set: {len(chosen)} unlabelled items")
+    return lambda tx: tx.put_array("stop_set/indices", chosen.astype(np.int64))
+
+
+def audit(round_: int, images: np.ndarray, indices: np.ndarray, labels: np.ndarray, make_model: Callable[[], Any],
+          folds: int, seed: int, judge: Callable[..., Any], label: str, min_labels: int) -> Writer:
+    """The labelled items whose label looks wrong: out-of-fold probabilities (a fresh model per fold), judged by
+    the audit function. A class with a single labelled item cannot be judged by a model that never saw it, so
+    its item is left out; with fewer than ``min_labels`` judged items the round records no issues."""
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
+    judged = counts[labels] >= 2 if len(labels) else np.zeros(0, bool)
+    idx, given = indices[judged], labels[judged]
+    empty = np.zeros(0, np.int64)
+    if len(idx) < max(min_labels, 2) or len(np.unique(given)) < 2:
+        return lambda tx: tx.record_label_issues(round_, empty, empty, empty, np.zeros(0))
+    present, encoded = np.unique(given, return_inverse=True)
+    try:
+        probs = out_of_fold_probs(make_model, images[idx], encoded, folds, seed)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise PluginError(f"{label}: out-of-fold fit failed: {exc}") from None
+    try:
+        flagged, scores = judge(labels=encoded, pred_probs=probs)
+    except ValueError as exc:
+        raise PluginError(f"{label}: {exc}") from None
+    flagged, scores = np.asarray(flagged, dtype=bool), np.asarray(scores, dtype=np.float64)
+    if flagged.shape != idx.shape or scores.shape != idx.shape or not np.isfinite(scores[flagged]).all():
+        raise PluginError(f"{label}: must return a flag and a finite score per labelled item ({len(idx)})")
+    suggested = present[probs.argmax(axis=1)]
+    order = np.lexsort((idx[flagged], -scores[flagged]))
+    rows = (idx[flagged][order], given[flagged][order], suggested[flagged][order], scores[flagged][order])
+    log.info(f"audit: {len(rows[0])} of {len(idx)} labels look wrong")
+    return lambda tx: tx.record_label_issues(round_, *rows)
 
 
 def embed(embeddings: Embeddings, images: np.ndarray) -> Writer:
@@ -77,8 +140,10 @@ def embed(embeddings: Embeddings, images: np.ndarray) -> Writer:
 
 
 def measure(metrics: list[Metric], images: np.ndarray, item_ids: np.ndarray, n_classes: int,
-            static_embeddings: np.ndarray | None, unlabeled: np.ndarray, rng: np.random.Generator) -> Writer:
-    columns = compute_metrics(metrics, images, item_ids, n_classes, static_embeddings, unlabeled, rng)
+            static_embeddings: np.ndarray | None, unlabeled: np.ndarray, rng: np.random.Generator,
+            original: Callable[[int], np.ndarray] | None = None) -> Writer:
+    """Metric columns over every item; image metrics on the original images where the source keeps them."""
+    columns = compute_metrics(metrics, images, item_ids, n_classes, static_embeddings, unlabeled, rng, original)
 
     def write(tx: Store) -> None:
         for name, values in columns.items():
@@ -111,8 +176,11 @@ def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, bud
 
 
 def select(round_: int, store: Store, policy: Callable[..., np.ndarray], policy_inputs: tuple[str, ...],
-           budget: float, cost: np.ndarray | None, tag: str | None) -> Writer:
-    """The round's batch, best first, from the stored scores (or a batch strategy's positions) and the policy."""
+           budget: float, cost: np.ndarray | None, tag: str | None,
+           relabel: tuple[np.ndarray, np.ndarray] | None = None) -> Writer:
+    """The round's batch, best first, from the stored scores (or a batch strategy's positions) and the policy;
+    ``budget`` is what is left for new labels once ``relabel`` (the suspects sent back, and their scores) took
+    its part, and both are recorded together."""
     candidates = store.array(f"candidates/{round_:03d}")
     positions = store.get_array(f"positions/{round_:03d}")
     if positions is not None:
@@ -134,15 +202,18 @@ def select(round_: int, store: Store, policy: Callable[..., np.ndarray], policy_
         tx.record_selection(round_, candidates[chosen], scores)
         if tag:
             tx.add_tags(candidates[chosen], tag, round_)
+        if relabel is not None:
+            tx.record_relabels(round_, *relabel)
 
     return write
 
 
 def reveal(round_: int, selected: np.ndarray, truths: np.ndarray, act: Callable[..., np.ndarray],
-           label: str) -> Writer:
-    """Simulation's annotator: the act plugin turns the selected items' truths into their labels."""
+           label: str, inputs: dict[str, Any], relabeled: np.ndarray, relabel_truths: np.ndarray) -> Writer:
+    """Simulation's annotators: the act plugin turns the selected items' truths into their labels (``inputs``:
+    the other arguments it asked for); the suspects sent back get a careful second look, which finds the truth."""
     try:
-        labels = np.asarray(act(truth=truths), dtype=np.int64)
+        labels = np.asarray(act(truth=truths, **inputs), dtype=np.int64)
     except ValueError as exc:
         raise PluginError(f"{label}: {exc}") from None
     if labels.shape != selected.shape:
@@ -150,6 +221,8 @@ def reveal(round_: int, selected: np.ndarray, truths: np.ndarray, act: Callable[
 
     def write(tx: Store) -> None:
         tx.add_labels(selected, labels, round_)
+        if len(relabeled):
+            tx.replace_labels(relabeled, relabel_truths)
         for prefix in ROUND_BLOBS:
             tx.delete_blobs(f"{prefix}{round_:03d}")
 

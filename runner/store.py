@@ -9,6 +9,8 @@ Tables
 - ``stages``: which stage of which round finished, and how long it took.
 - ``blobs``: named binary values (fitted models, score arrays, embeddings, metric columns).
 - ``tags``: named tags on items (``to_label_next`` on a selection, items parked in Complete); filters read them.
+- ``label_issues``: per round, the labelled items whose label looks wrong (given and suggested class, score).
+- ``relabels``: per round, the suspects sent back for another look, with score and rank (1 = first).
 """
 
 from __future__ import annotations
@@ -62,6 +64,21 @@ CREATE TABLE IF NOT EXISTS tags (
     tag TEXT NOT NULL,
     round INTEGER NOT NULL,
     PRIMARY KEY (idx, tag)
+);
+CREATE TABLE IF NOT EXISTS label_issues (
+    round INTEGER NOT NULL,
+    idx INTEGER NOT NULL REFERENCES items(idx),
+    given INTEGER NOT NULL,
+    suggested INTEGER NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (round, idx)
+);
+CREATE TABLE IF NOT EXISTS relabels (
+    round INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    idx INTEGER NOT NULL REFERENCES items(idx),
+    score REAL NOT NULL,
+    PRIMARY KEY (round, rank)
 );
 """
 
@@ -170,6 +187,14 @@ class Store:
         rows = self._conn.execute("SELECT idx FROM items WHERE split = ? ORDER BY idx", (split,)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def set_split(self, indices: np.ndarray, split: str) -> None:
+        """Move items to another split (a platform item whose label joined the held-out test share)."""
+        self._write_many("UPDATE items SET split = ? WHERE idx = ?", ((split, int(i)) for i in indices))
+
+    def splits(self) -> np.ndarray:
+        """Every item's split, in index order."""
+        return np.array([row[0] for row in self._conn.execute("SELECT split FROM items ORDER BY idx")], dtype=object)
+
     def truths(self, indices: np.ndarray) -> np.ndarray:
         lookup = dict(self._conn.execute("SELECT idx, truth FROM items"))
         # -1 marks an item whose truth is unknown (a real project's pool); the oracle refuses to reveal it
@@ -276,9 +301,57 @@ class Store:
             raise StoreError(f"{self.path} lacks '{name}', which an earlier stage recorded; {START_OVER}")
         return found
 
+    # --- label issues and relabels ----------------------------------------------------------------
+    def record_label_issues(self, round_: int, indices: np.ndarray, given: np.ndarray, suggested: np.ndarray,
+                            scores: np.ndarray) -> None:
+        self._write("DELETE FROM label_issues WHERE round = ?", (round_,))
+        self._write_many(
+            "INSERT INTO label_issues(round, idx, given, suggested, score) VALUES (?, ?, ?, ?, ?)",
+            ((round_, int(i), int(g), int(s), float(v)) for i, g, s, v in zip(
+                indices, given, suggested, scores, strict=True)),
+        )
+
+    def label_issues(self, round_: int | None = None) -> list[tuple[int, int, int, int, float]]:
+        """``(round, idx, given, suggested, score)`` rows, by round, then most suspect first, then index."""
+        where, params = ("WHERE round = ?", (round_,)) if round_ is not None else ("", ())
+        return self._conn.execute(
+            f"SELECT round, idx, given, suggested, score FROM label_issues {where} ORDER BY round, score DESC, idx",
+            params,
+        ).fetchall()
+
+    def record_relabels(self, round_: int, indices: np.ndarray, scores: np.ndarray) -> None:
+        self._write_many(
+            "INSERT INTO relabels(round, rank, idx, score) VALUES (?, ?, ?, ?)",
+            ((round_, rank, int(i), float(s)) for rank, (i, s) in enumerate(zip(indices, scores, strict=True), 1)),
+        )
+
+    def relabel_rows(self, round_: int) -> list[tuple[str, float, int]]:
+        """``(item_id, score, rank)`` of the items a round sent back, rank order."""
+        return self._conn.execute(
+            "SELECT items.item_id, relabels.score, relabels.rank FROM relabels "
+            "JOIN items ON items.idx = relabels.idx WHERE round = ? ORDER BY rank",
+            (round_,),
+        ).fetchall()
+
+    def relabel_indices(self, round_: int) -> np.ndarray:
+        """Items a round sent back for relabelling, rank order."""
+        rows = self._conn.execute("SELECT idx FROM relabels WHERE round = ? ORDER BY rank", (round_,)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def relabeled_before(self, round_: int) -> np.ndarray:
+        """Every item a round before ``round_`` sent back for relabelling, index order."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT idx FROM relabels WHERE round < ? ORDER BY idx", (round_,)
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def relabel_count(self, before: int) -> int:
+        """How many relabels rounds before ``before`` asked for (an item sent back twice counts twice)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM relabels WHERE round < ?", (before,)).fetchone()[0])
+
     def forget_round(self, round_: int) -> None:
         """Drop everything a round computed, so it is computed again (its inputs changed before it acted)."""
-        for table in ("stages", "selections", "rounds"):
+        for table in ("stages", "selections", "rounds", "label_issues", "relabels"):
             self._write(f"DELETE FROM {table} WHERE round = ?", (round_,))
         for prefix in ("model/", "scores/", "candidates/", "predicted/"):
             self.delete_blobs(f"{prefix}{round_:03d}")

@@ -46,6 +46,17 @@ class RoundView:
         probs = self.model.predict_proba(self.images[indices])
         return contracts.check_probs(probs, len(indices), self.n_classes, self.model_label)
 
+    def predictions(self, indices: np.ndarray) -> np.ndarray | None:
+        """Predicted classes: the model's own ``predict`` where it has one, else the most probable class."""
+        if self.model is None:
+            return None
+        if hasattr(self.model, "predict"):
+            return contracts.check_predictions(
+                self.model.predict(self.images[indices]), len(indices), self.n_classes, self.model_label
+            )
+        probs = self.probs(indices)
+        return None if probs is None else probs.argmax(axis=1)
+
     def samples(self, indices: np.ndarray) -> np.ndarray:
         model = self.model
         if model is None or not hasattr(model, "predict_proba_samples") or not self.mc_samples:

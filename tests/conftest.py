@@ -50,3 +50,20 @@ def run_in_process(run_dir: Path, *overrides: str) -> dict:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def faults(monkeypatch):
+    """Faults injected into every Encord project an export source opens (``tests.encord_fake.Faults``)."""
+    from plugins.encord import export as encord_export
+    from plugins.encord.offline import OfflineProject
+    from tests.encord_fake import Faults
+
+    injected = Faults()
+    original = OfflineProject.load.__func__
+
+    def load(cls, path, faults=None):
+        return original(cls, path, faults=injected)
+
+    monkeypatch.setattr(encord_export.OfflineProject, "load", classmethod(load))
+    return injected

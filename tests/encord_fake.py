@@ -14,12 +14,13 @@ from plugins.encord.offline import OfflineProject
 _TEMPLATES: dict[tuple[int, int], Path] = {}
 
 
-def example_export(tmp_path: Path, n: int = 40, labelled: int = 12) -> Path:
-    """A small MNIST export under ``tmp_path`` (generated once per size per session, then copied)."""
-    key = (n, labelled)
+def example_export(tmp_path: Path, n: int = 40, labelled: int = 12, wrong: int = 0) -> Path:
+    """A small MNIST export under ``tmp_path`` (generated once per size per session, then copied); ``wrong`` of
+    the labelled rows answered with a wrong digit."""
+    key = (n, labelled, wrong)
     if key not in _TEMPLATES or not _TEMPLATES[key].exists():
-        template = Path(tmp_path.parent) / f"encord-template-{n}-{labelled}"
-        make_example(template, n=n, labelled=labelled)
+        template = Path(tmp_path.parent) / f"encord-template-{n}-{labelled}-{wrong}"
+        make_example(template, n=n, labelled=labelled, wrong=wrong)
         _TEMPLATES[key] = template
     target = tmp_path / "export"
     shutil.copytree(_TEMPLATES[key], target)
@@ -27,10 +28,10 @@ def example_export(tmp_path: Path, n: int = 40, labelled: int = 12) -> Path:
 
 
 def memory_project(
-    tmp_path: Path, n: int = 40, labelled: int = 12, faults: Callable | None = None
+    tmp_path: Path, n: int = 40, labelled: int = 12, faults: Callable | None = None, wrong: int = 0
 ) -> OfflineProject:
     """A project held in memory only (images stay on disk, as signed URLs point somewhere)."""
-    project = OfflineProject.load(example_export(tmp_path, n, labelled), faults=faults)
+    project = OfflineProject.load(example_export(tmp_path, n, labelled, wrong), faults=faults)
     project.path = None
     return project
 
@@ -66,3 +67,28 @@ class Faults:
                 if rule["transient"]:
                     raise GenericServerError("503 Service Unavailable")
                 raise AuthorisationError("not allowed for this task")
+
+
+def triage_workflow(project: OfflineProject) -> OfflineProject:
+    """The project with an Agent stage first: new tasks wait at "Triage", whose pathways lead to "Annotate 1"
+    ("annotate") or to a second annotation stage "Later" ("later"); then review and Complete. Every unlabelled
+    task waits at Triage."""
+    from plugins.encord.offline import stable_uuid
+
+    def stage(title: str, kind: str, **more: object) -> dict:
+        return {"uuid": stable_uuid("stage", title), "title": title, "stage_type": kind, **more}
+
+    annotate, later = stage("Annotate 1", "ANNOTATION"), stage("Later", "ANNOTATION")
+    pathways = [
+        {"uuid": stable_uuid("pathway", name), "name": name, "destination_uuid": target["uuid"]}
+        for name, target in (("annotate", annotate), ("later", later))
+    ]
+    triage = stage("Triage", "AGENT", pathways=pathways)
+    project.stages = [triage, annotate, later, stage("Review 1", "REVIEW"), stage("Complete", "DONE")]
+    for record in project.records.values():
+        meta = record["metadata"]
+        title = (meta["workflow_graph_node"] or {}).get("title")
+        target = triage if title == "Annotate 1" else project.stage_by_title(title) or annotate
+        meta["workflow_graph_node"] = {"uuid": target["uuid"], "title": target["title"]}
+    project.save()
+    return project

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from scipy.signal import convolve2d
 
 from plugins.sources.dataset import Dataset
 from runner import contracts
@@ -103,3 +104,47 @@ def test_a_metric_that_fails_on_some_items_reports_them_and_goes_on(caplog):
     assert np.isnan(columns["broken"]).all()
     assert "metric 'brightness': 1 items could not be scored (first: item-2)" in caplog.text
     assert "metric 'broken' could not be computed" in caplog.text
+
+
+def test_image_metrics_read_each_original_at_its_own_size_a_chunk_at_a_time(monkeypatch):
+    from runner import quality
+
+    rng = np.random.default_rng(3)
+    originals = [(rng.random((h, w)) * 255).astype(np.uint8) for h, w in ((28, 84), (28, 28), (40, 10), (5, 5))]
+    resized = np.zeros((4, 8, 8), dtype=np.float32)  # what the model sees: one size for all
+    reads: list[int] = []
+
+    def original(i: int) -> np.ndarray:
+        reads.append(i)
+        return originals[i]
+
+    metrics = metric_set({
+        "names": ["aspect_ratio", "area", "sharpness"],
+        "functions": {name: {"_target_": f"plugins.metrics.{module}.{name}"} for name, module in
+                      (("aspect_ratio", "geometry"), ("area", "geometry"), ("sharpness", "sharpness"))},
+        "scope": {},
+    })
+    ids = np.array([f"item-{i}" for i in range(4)])
+    whole = compute_metrics(metrics, resized, ids, 2, None, np.arange(4), rng, original)
+    assert whole["aspect_ratio"].tolist() == [3.0, 1.0, 0.25, 1.0]
+    assert whole["area"].tolist() == [2352.0, 784.0, 400.0, 25.0]
+    # An independent route for sharpness: the variance of scipy's valid 3x3 Laplacian of each original.
+    laplacian = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+    expected = [convolve2d(o.astype(np.float64), laplacian, mode="valid").var() for o in originals]
+    np.testing.assert_allclose(whole["sharpness"], expected, rtol=1e-9)
+    assert reads == [0, 1, 2, 3] * 3  # read when needed, never kept
+
+    # Chunks close once they hold 900 pixels: item 0 (2,352) alone, 1 + 2 (784 + 400), then 3 (25).
+    monkeypatch.setattr(quality, "ORIGINAL_PIXELS_PER_CHUNK", 900)
+    batches: list[list[tuple[int, ...]]] = []
+
+    def recorded(images: list) -> np.ndarray:
+        batches.append([image.shape for image in images])
+        return area(images)
+
+    from plugins.metrics.geometry import area
+
+    chunked = compute_metrics([quality.Metric("area", recorded, "images", False, ())], resized, ids, 2, None,
+                              np.arange(4), rng, original)
+    assert batches == [[(28, 84)], [(28, 28), (40, 10)], [(5, 5)]]
+    np.testing.assert_array_equal(chunked["area"], whole["area"])

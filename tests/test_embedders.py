@@ -94,3 +94,33 @@ def test_local_weights_embed_with_an_exported_network(tmp_path):
         expected = net(torch.from_numpy(images[:, None])).numpy()
     assert out.shape == (5, 3)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_fixed_batch_export_gets_padded_batches_and_a_colour_encoder_gets_three_channels(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(net, (torch.zeros(4, 3, 4, 4),)), str(path))  # exactly 4 images
+    images = np.random.default_rng(1).random((7, 4, 4)).astype(np.float32)  # 4 + 3: the last batch is short
+    out = LocalWeights(str(path), batch_size=256).fit_transform(images)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(np.repeat(images[:, None], 3, axis=1))).numpy()
+    assert out.shape == (7, 3)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_encoder_for_another_image_size_or_another_file_is_refused_in_one_line(tmp_path):
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(net, (torch.zeros(4, 3, 4, 4),)), str(path))
+    with pytest.raises(InputError) as caught:
+        LocalWeights(str(path)).fit_transform(np.zeros((2, 5, 5), dtype=np.float32))
+    message = str(caught.value)
+    assert message.startswith("embedder.weights_path: ") and "(4, 3, 4, 4)" in message and "(3, 5, 5)" in message
+    assert "\n" not in message and "image_size" in message
+    other = tmp_path / "weights.bin"
+    other.write_bytes(b"\x00" * 64)
+    with pytest.raises(InputError, match="is not a torch.export program"):
+        LocalWeights(str(other))

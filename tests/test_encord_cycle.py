@@ -14,7 +14,7 @@ from plugins.encord import export as encord_export
 from plugins.encord.offline import OfflineProject
 from runner.app import run as run_config
 from runner.errors import RunnerError
-from tests.encord_fake import Faults, example_export
+from tests.encord_fake import example_export
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,19 +57,6 @@ def record(run_dir: Path, round_: int) -> dict:
     return json.loads((run_dir / "actions" / f"round_{round_:03d}.json").read_text())
 
 
-@pytest.fixture
-def faults(monkeypatch):
-    """Faults injected into every project the export source opens."""
-    injected = Faults()
-    original = OfflineProject.load.__func__
-
-    def load(cls, path, faults=None):
-        return original(cls, path, faults=injected)
-
-    monkeypatch.setattr(encord_export.OfflineProject, "load", classmethod(load))
-    return injected
-
-
 @pytest.mark.slow
 def test_rounds_pull_prioritise_act_and_resume(tmp_path, faults):
     export = example_export(tmp_path, n=60, labelled=20)
@@ -91,7 +78,8 @@ def test_rounds_pull_prioritise_act_and_resume(tmp_path, faults):
     assert summary["stopped"] == "applied" and len(faults.raised) == 2
     plan0 = record(run_dir, 0)
     assert plan0["status"] == "applied"
-    assert [w["kind"] for w in written(run_dir)] == ["set_priority"]  # one bundle, sent once it went through
+    # One bundle of priorities, sent once it went through; then the selection's tags as one issue per task.
+    assert [w["kind"] for w in written(run_dir)] == ["set_priority"] + ["add_issue"] * 6
     state = platform(run_dir)
     ranked = sorted((r for r in plan0["records"] if r["action"] == "priority"), key=lambda r: r["rank"])
     assert [state[r["data_hash"]]["priority"] for r in ranked] == pytest.approx([r["value"] for r in ranked])
@@ -122,7 +110,9 @@ def test_rounds_pull_prioritise_act_and_resume(tmp_path, faults):
         "planned"
     )  # parked tags wait for the platform
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["n_labeled"] for m in metrics] == [metrics[0]["n_labeled"], metrics[0]["n_labeled"] + 6]
+    # The 6 new labels: for training, or held out for testing (test_fraction of the trusted labels).
+    known = [m["n_labeled"] + m["n_test_labeled"] for m in metrics]
+    assert known == [known[0], known[0] + 6]
 
     faults.rules.clear()
     summary = invoke(

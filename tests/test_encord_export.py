@@ -53,7 +53,13 @@ def test_a_dry_run_through_the_cli_writes_nothing_and_apply_writes_the_plan(tmp_
     plan = json.loads((run_dir / "actions" / "round_000.json").read_text())
     prioritised = sorted(r["data_hash"] for r in plan["records"] if r["action"] == "priority")
     assert len(prioritised) == 5 and plan["status"] == "applied"
-    assert [w["kind"] for w in log] == ["set_priority"] and sorted(log[0]["data_hashes"]) == prioritised
+    # One bundle of priorities, then one issue per selected task carrying the selection tag (the SDK sends
+    # issues one by one).
+    assert [w["kind"] for w in log] == ["set_priority"] + ["add_issue"] * 5
+    assert sorted(log[0]["data_hashes"]) == prioritised
+    assert sorted(h for w in log[1:] for h in w["data_hashes"]) == prioritised
+    rows = {r["metadata"]["data_hash"]: r for r in json.loads((working / "label_rows.json").read_text())}
+    assert all(rows[h]["issues"][0]["tags"] == ["round_000", "to_label_next"] for h in prioritised)
     assert snapshot(working)["label_rows.json"] != original["label_rows.json"]
     assert snapshot(source) == original  # the export itself is never written
 

@@ -193,10 +193,13 @@ def items_in(project, stage: str) -> list[dict]:
     ]
 
 
+STAGES = {"Annotate 1": {"kind": "ANNOTATION"}, "Review 1": {"kind": "REVIEW"}, "Complete": {"kind": "DONE"}}
+
+
 def plan_for(project, n_selected: int = 10, actions=("priority", "complete")) -> list[dict]:
     items = items_in(project, "Annotate 1")
     selected = [{**item, "rank": rank} for rank, item in enumerate(items[:n_selected], 1)]
-    return plan(selected, items[n_selected:], [], {"Complete"}, 0, actions=list(actions), priority_floor=0.6,
+    return plan(selected, items[n_selected:], [], [], STAGES, 0, actions=list(actions), priority_floor=0.6,
                 rest_priority=None, tag=None)
 
 
@@ -333,3 +336,60 @@ def test_held_out_split_is_fixed_by_data_hash():
     # A larger share only adds items: nothing moves out of the test split when the fraction grows.
     assert all(held_out(h, 0.3) for h in hashes if held_out(h, 0.2))
     assert not any(held_out(h, 0.0) for h in hashes)
+
+
+# --- the planner's relabels, routes and issues --------------------------------------------------------------
+AGENT_STAGES = {**STAGES, "Triage": {"kind": "AGENT", "pathways": ["annotate", "later"]}}
+
+
+def item(h: str, stage: str, rank: int | None = None, **more) -> dict:
+    return {"data_hash": h, "title": h, "stage": stage, "has_label_row": True, "rank": rank, "tags": [], **more}
+
+
+def test_suspects_go_back_the_way_their_stage_allows_with_an_issue_and_top_priority():
+    why = {"given": "3", "suggested": "8", "score": 0.91}
+    suspects = [item("done", "Complete", 1, **why), item("review", "Review 1", 2, **why)]
+    records = plan([], [], [], suspects, STAGES, 4, actions=["priority"], priority_floor=0.6, rest_priority=None,
+                   tag=None)
+    by = {(r["data_hash"], r["action"]): r for r in records}
+    assert set(by) == {("done", "reopen"), ("review", "reject"), ("done", "issue"), ("review", "issue"),
+                       ("done", "priority"), ("review", "priority")}
+    assert by[("done", "issue")]["value"] == (
+        "Label '3' looks wrong: a model trained without this item suggests '8' (label-issue score 0.91, round 4). "
+        "Please check the label and correct it."
+    )
+    assert by[("done", "issue")]["issue_tags"] == ["label_issue"] and by[("done", "priority")]["value"] == 1.0
+    moved = plan([], [], [], suspects, STAGES, 4, actions=[], priority_floor=0.6, rest_priority=None, tag=None,
+                 relabel_stage="Annotate 1")
+    assert {(r["data_hash"], r["action"], r["value"]) for r in moved if r["action"] == "move"} == {
+        ("done", "move", "Annotate 1"), ("review", "move", "Annotate 1")}
+
+
+def test_an_agent_stage_routes_by_rank_and_the_selection_tags_reach_the_platform_only_if_asked():
+    selected = [item("a", "Triage", 1), item("b", "Annotate 1", 2, tags=["to_label_next"])]
+    rest = [item("c", "Triage"), item("d", "Annotate 1")]
+    records = plan(selected, rest, [], [], AGENT_STAGES, 0, actions=["tag", "complete"], priority_floor=0.6,
+                   rest_priority=None, tag=None, agent_stage="Triage", agent_selected="annotate", agent_rest=None)
+    actions = {(r["data_hash"], r["action"]): r["value"] for r in records}
+    assert actions[("a", "route")] == "annotate" and ("c", "route") not in actions  # agent_rest=None: it waits
+    assert ("c", "complete") not in actions and ("d", "complete") in actions  # Triage's tasks are only routed
+    issue = next(r for r in records if r["data_hash"] == "b" and r["action"] == "issue")
+    assert issue["issue_tags"] == ["round_000", "to_label_next"] and "rank 2 of 2" in issue["value"]
+    quiet = plan(selected, rest, [], [], AGENT_STAGES, 0, actions=["tag"], priority_floor=0.6, rest_priority=None,
+                 tag=None, platform_tags=False)
+    assert {r["action"] for r in quiet} == {"tag"}
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"actions": ["relabel"]}, "unknown action 'relabel' (known: priority, complete, park, unpark, tag) (label "
+                               "suspects go back by selection.relabel_share)"),
+    ({"agent_stage": "Triage", "agent_selected": "annotte"}, "agent_selected 'annotte' is not a pathway of Agent "
+                                                             "stage 'Triage' (pathways: annotate, later)"),
+    ({"agent_stage": "Review 1"}, "agent_stage 'Review 1' is not an Agent stage of the workflow (Agent stages: "
+                                  "Triage)"),
+])
+def test_planner_settings_the_workflow_cannot_take_are_refused_naming_them(settings, message):
+    arguments = {"actions": ["priority"], "priority_floor": 0.6, "rest_priority": None, "tag": None, **settings}
+    with pytest.raises(ValueError) as caught:
+        plan([], [], [], [], AGENT_STAGES, 0, **arguments)
+    assert str(caught.value) == message

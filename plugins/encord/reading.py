@@ -48,7 +48,7 @@ class Reader:
         self.bundle_size = int(bundle_size)
         self.retry = retry or Retry()
         self._attribute: Any = None
-        self._stages: tuple[str | None, set[str]] | None = None
+        self._workflow: list[Any] | None = None
 
     # --- ontology and workflow ------------------------------------------------------------------------------
     def radio_attribute(self) -> Any:
@@ -72,18 +72,43 @@ class Reader:
     def class_names(self) -> list[str]:
         return [option.title for option in self.radio_attribute().options]
 
+    def workflow(self) -> list[Any]:
+        """The workflow's stage objects, in workflow order (read once)."""
+        if self._workflow is None:
+            self._workflow = self.retry.call("read workflow", lambda: list(self.project.workflow.stages))
+        return self._workflow
+
+    def stage(self, title: str) -> Any:
+        """The stage object titled ``title``; InputError when the workflow has none."""
+        for stage in self.workflow():
+            if stage.title == title:
+                return stage
+        raise InputError(f"the workflow has no stage '{title}' (stages: {', '.join(self.stage_kinds())})")
+
+    def stage_kinds(self) -> dict[str, str]:
+        """Stage title -> kind (``ANNOTATION``, ``REVIEW``, ``AGENT``, ``DONE``, ...), in workflow order."""
+        return {stage.title: str(getattr(stage.stage_type, "value", stage.stage_type)) for stage in self.workflow()}
+
+    def stage_info(self) -> dict[str, dict]:
+        """Stage title -> ``{"kind": ..., "pathways": [names]}`` (pathways of Agent stages; empty elsewhere)."""
+        return {
+            title: {
+                "kind": kind,
+                "pathways": [p.name for p in self.stage(title).pathways] if kind == "AGENT" else [],
+            }
+            for title, kind in self.stage_kinds().items()
+        }
+
     def stage_titles(self) -> tuple[str | None, set[str]]:
         """The first annotation stage (where ``workflow_reopen`` sends tasks) and the final stage titles."""
-        if self._stages is None:
-            first, final = None, set()
-            for stage in self.retry.call("read workflow", lambda: list(self.project.workflow.stages)):
-                kind = str(getattr(stage.stage_type, "value", stage.stage_type))
-                if kind == "ANNOTATION" and first is None:
-                    first = stage.title
-                elif kind == "DONE":
-                    final.add(stage.title)
-            self._stages = (first, final)
-        return self._stages
+        kinds = self.stage_kinds()
+        first = next((title for title, kind in kinds.items() if kind == "ANNOTATION"), None)
+        return first, {title for title, kind in kinds.items() if kind == "DONE"}
+
+    def tasks(self, title: str, data_hashes: Sequence[str]) -> dict[str, Any]:
+        """The tasks of ``data_hashes`` waiting at stage ``title``, by data hash."""
+        stage = self.stage(title)
+        return {str(task.data_hash): task for task in stage.get_tasks(data_hash=list(data_hashes))}
 
     # --- rows ---------------------------------------------------------------------------------------------
     def list_rows(self, data_hashes: Sequence[str] | None = None) -> list[Any]:

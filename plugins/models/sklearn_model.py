@@ -1,6 +1,8 @@
-"""Any scikit-learn classifier as a runner model."""
+"""Any classifier with scikit-learn's ``fit`` / ``predict_proba`` / ``predict`` (scikit-learn, xgboost, lightgbm)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from sklearn.base import clone
@@ -9,11 +11,14 @@ from plugins.errors import InputError
 
 
 class SklearnClassifier:
-    """Wraps an unfitted scikit-learn estimator that has ``predict_proba``.
+    """Wraps an unfitted estimator that has ``predict_proba``.
 
     Images are flattened to one row per item and fitted in float64, so that results carry over between CPUs
-    (see ``_float64_rows``). Probabilities always have ``n_classes`` columns, in class-index
-    order, even when the labelled set lacks some classes (their columns are 0).
+    (see ``_float64_rows``). The estimator is fitted on the classes present, numbered 0..k-1
+    (libraries such as xgboost refuse gaps in the class numbers); probabilities always have ``n_classes`` columns,
+    in class-index order, even when the labelled set lacks some classes (their columns are 0). ``predict`` is the
+    estimator's own decision, which for some estimators (an SVC's Platt-scaled probabilities on few labels) is
+    not the argmax of its probabilities.
     """
 
     def __init__(self, estimator, n_classes: int, random_state: int | None = None) -> None:
@@ -26,32 +31,45 @@ class SklearnClassifier:
         self.n_classes = n_classes
         self.random_state = random_state
         self.fitted_ = None
-        self.constant_class_: int | None = None
+        self.classes_: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> SklearnClassifier:
-        y = np.asarray(y)
-        present = np.unique(y)
-        if len(present) == 1:
+        self.classes_, encoded = np.unique(np.asarray(y, dtype=np.int64), return_inverse=True)
+        if len(self.classes_) == 1:
             # scikit-learn refuses a single class; the only honest prediction is that class.
-            self.constant_class_ = int(present[0])
+            self.fitted_ = None
             return self
         estimator = clone(self.estimator)
         if self.random_state is not None and "random_state" in estimator.get_params():
             estimator.set_params(random_state=self.random_state)
-        self.fitted_ = estimator.fit(_float64_rows(X), y)
-        self.constant_class_ = None
+        with warnings.catch_warnings():
+            # conf/model/svc.yaml keeps SVC(probability=True) on purpose (its replacement, CalibratedClassifierCV,
+            # cannot fit a class with a single label, which the first rounds of a loop have), so scikit-learn
+            # 1.9's deprecation notice would only repeat itself every round.
+            warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated",
+                                    category=FutureWarning)
+            self.fitted_ = estimator.fit(_float64_rows(X), encoded)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        n = len(X)
-        probs = np.zeros((n, self.n_classes), dtype=np.float64)
-        if self.constant_class_ is not None:
-            probs[:, self.constant_class_] = 1.0
+        probs = np.zeros((len(X), self.n_classes), dtype=np.float64)
+        if len(self.classes_) == 1:
+            probs[:, self.classes_[0]] = 1.0
             return probs
         if self.fitted_ is None:
             raise RuntimeError("predict_proba called before fit")
-        probs[:, self.fitted_.classes_.astype(np.int64)] = self.fitted_.predict_proba(_float64_rows(X))
+        probs[:, self.classes_[np.asarray(self.fitted_.classes_, dtype=np.int64)]] = self.fitted_.predict_proba(
+            _float64_rows(X)
+        )
         return probs
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices as the estimator decides them."""
+        if len(self.classes_) == 1:
+            return np.full(len(X), self.classes_[0], dtype=np.int64)
+        if self.fitted_ is None:
+            raise RuntimeError("predict called before fit")
+        return self.classes_[np.asarray(self.fitted_.predict(_float64_rows(X)), dtype=np.int64).reshape(-1)]
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """The raw features the estimator sees (flattened pixels)."""

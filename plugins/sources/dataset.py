@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,9 @@ class Dataset:
     in simulation every item has its truth here and the oracle reveals it on selection).
     ``split`` is ``"pool"`` or ``"test"`` per item when the source has its own split, else None (the runner
     then splits by seed).
+    ``original``, for a source whose ``images`` were resized to the model's input: item index -> that item's image
+    at its own size (uint8 or float in [0, 1]), read when image-level metrics need it, so the originals never all
+    sit in memory at once. None: ``images`` are the originals.
     """
 
     item_ids: np.ndarray
@@ -24,6 +28,7 @@ class Dataset:
     class_names: list[str]
     split: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    original: Callable[[int], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
