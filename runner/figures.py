@@ -214,6 +214,8 @@ def sweep_summary(rows: Sequence[dict], target: float) -> bytes:
     right edge as an open circle."""
     labels = [r["label"] for r in rows]
     y = np.arange(len(rows))[::-1]
+    from matplotlib.ticker import MaxNLocator
+
     with styled():
         fig, (left, right) = new_figure(9.0, 0.9 + 0.36 * len(rows), ncols=2, sharey=True)
         for ax, key, title in ((left, "aulc", "area under the learning curve"),
@@ -235,6 +237,7 @@ def sweep_summary(rows: Sequence[dict], target: float) -> bytes:
                                 color=colour, markersize=14, markeredgewidth=2, capsize=3, elinewidth=1.3)
             ax.set_title(title, loc="left")
             ax.grid(axis="y", visible=False)
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
         left.set_yticks(y, labels)
         left.set_ylim(-0.7, len(rows) - 0.3)
         return png(fig)

@@ -19,6 +19,7 @@ import importlib.metadata
 import io
 import json
 import platform
+import struct
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -68,6 +69,15 @@ def render(template: str, **context: Any) -> str:
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure(png: bytes) -> dict:
+    """A figure for the page: its data URI and its width in CSS pixels (96 per inch), so that text in every
+    figure shows at the size it was drawn."""
+    from runner.figures import DPI
+
+    pixels = struct.unpack(">I", png[16:20])[0]  # the IHDR chunk's width, right after the PNG signature
+    return {"uri": data_uri(png), "width": round(pixels * 96 / DPI)}
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -130,8 +140,8 @@ class RunPage:
             "version": __version__,
             "summary": summary,
             "cards": self.cards(summary),
-            "curve": data_uri(curve.read_bytes()) if curve.is_file() else None,
-            "stages": data_uri(figures.stage_times(rows)) if rows else None,
+            "curve": figure(curve.read_bytes()) if curve.is_file() else None,
+            "stages": figure(figures.stage_times(rows)) if rows else None,
             "table": [self.round_row(row, previous) for row, previous in zip(rows, [None, *rows[:-1]], strict=True)],
             "rounds": [self.round_items(r, rows) for r in reversed(shown)],
             "rounds_hidden": len(selecting) - len(shown),
@@ -223,7 +233,7 @@ class RunPage:
         return {"round": round_, "labelled": row["n_labeled"], "accuracy": row["test_accuracy"],
                 "selected": len(indices), "tiles": tiles, "screened": screened, "removed": removed}
 
-    def distributions(self, selecting: list[int]) -> str | None:
+    def distributions(self, selecting: list[int]) -> dict | None:
         from runner import figures
 
         columns = {name: column for name, column in self.metrics.items() if column is not None}
@@ -234,7 +244,7 @@ class RunPage:
         chosen = [self.store.selected_indices(r) for r in selecting]
         selected = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
         ranges = dict(getattr(self.parts.filters, "metric_ranges", {}))
-        return data_uri(figures.metric_distributions(columns, pool[pool < n], selected[selected < n], ranges))
+        return figure(figures.metric_distributions(columns, pool[pool < n], selected[selected < n], ranges))
 
     def label_issues(self) -> list[dict] | None:
         """Suspected label errors from ``label_issues.csv`` (item_id, given_label, suggested_label, score, round),
@@ -310,4 +320,4 @@ def sweep_page(report: dict, source: str, names: list[str], figures: Sequence[tu
     ``links`` from a run's path to its own report."""
     rows = [{**row, "name": name} for row, name in zip(report["configurations"], names, strict=True)]
     return render("sweep_report.html.j2", report=report, rows=rows, source=source, version=__version__, links=links,
-                  figures=[(title, caption, data_uri(png)) for title, caption, png in figures])
+                  figures=[(title, caption, figure(png)) for title, caption, png in figures])

@@ -428,26 +428,30 @@ def sweep_figures(report: dict) -> list[tuple[str, str, str, bytes]]:
         return []
     columns = report["setting_columns"]
     names = readable_names(rows, columns)
+    groups = panels(rows)
+    # Within a panel a configuration is named by what differs there; one name keeps one colour in every panel.
+    local: dict[int, str] = {}
+    for _, members in groups:
+        local.update(zip(members, readable_names([rows[i] for i in members], columns), strict=True))
     colours: dict[str, str] = {}
-    for name, row in zip(names, rows, strict=True):
-        if row["acquisition"] != RANDOM and name not in colours:
-            colours[name] = figures.PALETTE[len(colours) % len(figures.PALETTE)]
+    for i, row in enumerate(rows):
+        if row["acquisition"] != RANDOM and local[i] not in colours:
+            colours[local[i]] = figures.PALETTE[len(colours) % len(figures.PALETTE)]
+    colour = {i: colours.get(local[i], figures.BASELINE) for i in range(len(rows))}
     seeds = {len(r["seeds"]) for r in rows}
 
     def series(indices: list[int], points: Callable[[dict], list[dict] | None]) -> list[dict]:
-        local = readable_names([rows[i] for i in indices], columns)
         found = []
-        for i, name in zip(indices, local, strict=True):
+        for i in indices:
             curve = points(rows[i])
             if curve:
                 suffix = f" (n={len(rows[i]['seeds'])})" if len(seeds) > 1 else ""
-                found.append({"label": name + suffix, "random": rows[i]["acquisition"] == RANDOM,
-                              "colour": colours.get(names[i], figures.BASELINE),
-                              "points": [(p["n_labeled"], p["mean"], p["std"]) for p in curve]})
+                found.append({"label": local[i] + suffix, "random": rows[i]["acquisition"] == RANDOM,
+                              "colour": colour[i], "points": [(p["n_labeled"], p["mean"], p["std"]) for p in curve]})
         return found
 
-    groups = panels(rows)
-    seeds_note = f"{min(seeds)} seeds" if len(seeds) == 1 else "n seeds as the legend says"
+    seeds_note = (f"{min(seeds)} seed{'s' if min(seeds) > 1 else ''}" if len(seeds) == 1
+                  else "n seeds as the legend says")
     target = report["target_accuracy"]
     result = [(
         "learning_curves.png", "Learning curves",
@@ -468,9 +472,9 @@ def sweep_figures(report: dict) -> list[tuple[str, str, str, bytes]]:
             figures.sweep_curves([panel for panel in differences if panel["series"]], target, difference=True),
         ))
     spread = []
-    for name, row in zip(names, rows, strict=True):
+    for i, (name, row) in enumerate(zip(names, rows, strict=True)):
         spread.append({
-            "label": name, "colour": colours.get(name, figures.BASELINE),
+            "label": name, "colour": colour[i],
             "aulc": {**row["aulc"], "values": [r["aulc"] for r in row["runs"]]},
             "labels_to_target": {**row["labels_to_target"], "values": [r["labels_to_target"] for r in row["runs"]]},
         })
