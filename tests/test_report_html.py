@@ -197,3 +197,21 @@ def test_a_config_recorded_without_report_section_gets_the_yaml_defaults() -> No
     assert html_report.settings(config) == config["report"]
     del config["report"]
     assert html_report.settings(config) == compose_config("+experiment=digits")["report"]
+
+
+@pytest.mark.slow
+def test_a_human_round_shows_its_plan_before_it_is_applied(tmp_path: Path) -> None:
+    from tests.encord_fake import example_export
+    from tests.test_encord_cycle import invoke
+
+    run_dir = tmp_path / "project"
+    summary = invoke(run_dir, example_export(tmp_path, n=40, labelled=12), "act.apply=false")
+    assert summary["stopped"] == "dry_run" and summary["mode"] == "human"
+    assert json.loads((run_dir / "summary.json").read_text())["open_round"] == 0
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    page = Page(text)
+    plan = json.loads((run_dir / "actions" / "round_000.json").read_text())
+    ranked = list(dict.fromkeys(r["data_hash"] for r in sorted(
+        (r for r in plan["records"] if r["rank"] is not None), key=lambda r: r["rank"])))
+    assert [t["title"].split("\n")[0] for t in selected_tiles(page, 0)] == ranked
+    assert "human mode" in text and text.count("not labelled yet") == len(ranked)
