@@ -57,10 +57,10 @@ def styled() -> Iterator[None]:
         yield
 
 
-def new_figure(width: float, height: float, **subplots: Any) -> tuple[Figure, Any]:
+def new_figure(width: float, height: float, layout: str | None = "constrained", **subplots: Any) -> tuple[Figure, Any]:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     return fig, fig.subplots(**subplots)
 
 
@@ -123,7 +123,11 @@ def metric_distributions(columns: dict[str, np.ndarray], pool: np.ndarray, selec
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
     with styled():
-        fig, axes = new_figure(3.0 * ncols, 2.1 * nrows, nrows=nrows, ncols=ncols, squeeze=False)
+        # Fixed margins: the layout engine would cost more than drawing the panels.
+        height = 2.1 * nrows + 0.35
+        fig, axes = new_figure(3.0 * ncols, height, layout=None, nrows=nrows, ncols=ncols, squeeze=False)
+        fig.subplots_adjust(left=0.03, right=0.98, bottom=0.35 / height, top=1 - 0.62 / height, hspace=0.55,
+                            wspace=0.12)
         for ax, name in zip(axes.flat, names, strict=False):
             values = np.asarray(columns[name], dtype=np.float64)
             _distribution(ax, name, values[pool], values[selected], ranges.get(name))
@@ -131,12 +135,14 @@ def metric_distributions(columns: dict[str, np.ndarray], pool: np.ndarray, selec
             ax.set_visible(False)
         handles, labels = axes.flat[0].get_legend_handles_labels()
         if handles:
-            fig.legend(handles, labels, loc="outside upper left", ncols=len(handles))
+            fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.02, 1.0), ncols=len(handles))
         return png(fig)
 
 
 def _distribution(ax: Axes, name: str, pool: np.ndarray, chosen: np.ndarray,
                   kept: tuple[float | None, float | None] | None) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     pool, chosen = pool[np.isfinite(pool)], chosen[np.isfinite(chosen)]
     ax.set_title(name, loc="left", fontsize=9)
     ax.set_yticks([])
@@ -164,6 +170,7 @@ def _distribution(ax: Axes, name: str, pool: np.ndarray, chosen: np.ndarray,
             ax.axvspan(right, high, color="#e12d39", alpha=0.08, linewidth=0,
                        label=None if left is not None and left > low else "removed by a filter")
     ax.set_xlim(low, high)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
 
 
 # --- a sweep ----------------------------------------------------------------------------------------------------

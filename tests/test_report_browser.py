@@ -120,7 +120,9 @@ def test_run_page_renders_and_orders_thumbnails(browser: Any, sweep: Path, tmp_p
     order.select_by_value("brightness:desc")
     shown = tile_values(browser, "brightness")
     assert shown == sorted(shown, reverse=True) and len(shown) == 7
-    marked = browser.execute_script("return Array.from(document.querySelectorAll('.tile dd.on')).map(d => d.dataset.key)")
+    marked = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.tile dd.on')).map(d => d.dataset.key)"
+    )
     assert marked and set(marked) == {"brightness"}
     order.select_by_value("rank:asc")
     assert tile_values(browser, "rank") == list(range(1, 8))
