@@ -11,7 +11,7 @@ import io
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -57,7 +57,8 @@ def styled() -> Iterator[None]:
         yield
 
 
-def new_figure(width: float, height: float, layout: str | None = "constrained", **subplots: Any) -> tuple[Figure, Any]:
+def new_figure(width: float, height: float, layout: Literal["constrained"] | None = "constrained",
+               **subplots: Any) -> tuple[Figure, Any]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
