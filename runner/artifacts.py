@@ -65,22 +65,18 @@ def write_metrics_jsonl(store: Store, run_dir: Path) -> list[dict]:
     return rows
 
 
-def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
-    # The object-oriented Figure needs no pyplot and no GUI backend, and imports in a fraction of the time.
-    from matplotlib.figure import Figure
+def write_learning_curve(rows: list[dict], path: Path, title: str, target: float | None) -> None:
+    from runner import figures
 
     points = [(r["n_labeled"], r["test_accuracy"]) for r in rows if r["test_accuracy"] is not None]
-    fig = Figure(figsize=(6, 4), dpi=100)
-    ax = fig.subplots()
-    if points:
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, marker="o", markersize=3)
-    ax.set_xlabel("labelled items")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    write_bytes(path, figures.learning_curve(points, title, target))
+
+
+def write_bytes(path: Path, content: bytes) -> None:
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(content)
+
+    atomic_write(path, write)
 
 
 def write_json(path: Path, payload: dict) -> None:

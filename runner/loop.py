@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runner import artifacts, environment, stages
+from runner import artifacts, environment, html_report, stages
 from runner.assemble import LoopSettings, Parts
 from runner.seeds import stage_rng, stage_seed
 from runner.store import GLOBAL_ROUND, Store
@@ -199,13 +199,17 @@ class Session:
         def score() -> stages.Writer:
             rng = stage_rng(parts.seed, round_, "score")
             view = self.view(round_)
-            candidates = parts.filters.apply(self.candidates(), view)
+            unlabelled = self.candidates()
+            candidates, removals = parts.filters.screen(unlabelled, view)
+            passed = len(candidates)
             subset = parts.selection.pool_subset
             if subset and len(candidates) > subset:
                 candidates = np.sort(rng.choice(candidates, size=subset, replace=False))
+            screened = stages.screening_record(len(unlabelled), passed, len(candidates), removals,
+                                               html_report.settings(parts.config)["removed_per_filter"])
             return stages.score(
                 view, candidates, parts.acquisition, budget, parts.selection.chunk_size,
-                "predicted" in parts.policy.inputs, rng,
+                "predicted" in parts.policy.inputs, rng, screened,
             )
 
         self.stage(round_, "score", score)
@@ -218,19 +222,22 @@ class Session:
             artifacts.write_relabel_csv(self.store, self.run_dir, round_)
 
     # --- the end -------------------------------------------------------------------------------------------
-    def finish(self, stopped: str) -> dict:
+    def finish(self, stopped: str, **extra: Any) -> dict:
+        """Every file of the run directory from the store; ``extra`` joins the summary (a sequence's own facts)."""
         parts = self.parts
         rows = artifacts.write_metrics_jsonl(self.store, self.run_dir)
         if parts.metrics:
             artifacts.write_item_metrics(self.store, self.run_dir, [m.name for m in parts.metrics])
         title = f"{parts.project_name} · {parts.acquisition.name} · seed {parts.seed}"
-        artifacts.write_learning_curve(rows, self.run_dir / "learning_curve.png", title)
+        artifacts.write_learning_curve(rows, self.run_dir / "learning_curve.png", title, parts.loop.target_accuracy)
         summary = summarize(rows, parts, stopped)
         summary["config_sha256"] = self.store.get_meta("config_sha256")
         summary["runner_version"] = self.store.get_meta("runner_version")
         summary["tags"] = artifacts.write_tags_csv(self.store, self.run_dir)
         summary["environment"] = environment.describe()
+        summary.update(extra)
         artifacts.write_json(self.run_dir / "summary.json", summary)
+        html_report.write_run_report(self.store, self.run_dir, parts, summary, rows)
         if not self.store.is_done(GLOBAL_ROUND, "finish"):
             with self.store.transaction() as tx:
                 tx.mark_done(GLOBAL_ROUND, "finish", 0.0)

@@ -357,9 +357,7 @@ def _report(store: Store, round_: int) -> None:
 
 
 def finish(session: Session, stopped: str) -> dict:
-    summary = session.finish(stopped)
-    summary.update(mode="human", open_round=current_round(session.store))
-    artifacts.write_json(session.run_dir / "summary.json", summary)
+    summary = session.finish(stopped, mode="human", open_round=current_round(session.store))
     if summary["tags"]:
         log.info("tags: " + ", ".join(f"{t} {n}" for t, n in summary["tags"].items()))
     return summary

@@ -1,6 +1,7 @@
 """``python -m runner.report DIR``: compare the runs under a sweep directory (or any folder of run directories).
 
-Writes ``report.md``, ``report.json`` and ``learning_curves.png`` into ``DIR``. Runs are grouped into
+Writes ``report.html`` (figures and tables in one self-contained page, with links to each run's own page),
+``report.md``, ``report.json`` and the figures as PNG files into ``DIR``. Runs are grouped into
 configurations: runs whose resolved configs are equal once ``seed`` is removed. Per configuration, over its seeds:
 
 - final accuracy: test accuracy at the last evaluated round;
@@ -17,17 +18,17 @@ touch numbers; :func:`main` is the thin command line around them.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from plugins.files import atomic_write, atomic_write_text
+from plugins.files import atomic_write_text
 
 CONFIG_FILE = "config.resolved.yaml"
 # Files that mark a directory as a run directory (finished, unfinished or broken).
@@ -147,6 +148,18 @@ def paired_difference(runs: list[RunResult], baseline: list[RunResult], metric: 
     return {"seeds": seeds, "per_seed": diffs, **mean_std(diffs)}
 
 
+def paired_curve_difference(runs: list[RunResult], baseline: list[RunResult]) -> list[dict]:
+    """At every labelled count, per seed present in both at that count: this accuracy minus the baseline's; mean
+    and std of the differences."""
+    mine = {r.seed: dict(r.curve) for r in sorted(runs, key=lambda r: r.path)}
+    theirs = {r.seed: dict(r.curve) for r in sorted(baseline, key=lambda r: r.path)}
+    by_x: dict[int, list[float]] = {}
+    for seed in sorted(mine.keys() & theirs.keys(), key=str):
+        for x in sorted(mine[seed].keys() & theirs[seed].keys()):
+            by_x.setdefault(x, []).append(mine[seed][x] - theirs[seed][x])
+    return [{"n_labeled": x, **mean_std(d)} for x, d in sorted(by_x.items())]
+
+
 def run_metrics(run: RunResult, target: float) -> dict:
     return {
         "final_accuracy": run.curve[-1][1] if run.curve else None,
@@ -203,6 +216,8 @@ def summarize(runs: list[RunResult], target: float) -> dict:
                 row["vs_random"] = {
                     "final_accuracy": paired_difference(members, baseline, "final_accuracy", target),
                     "aulc": paired_difference(members, baseline, "aulc", target),
+                    "labels_to_target": paired_difference(members, baseline, "labels_to_target", target),
+                    "curve": paired_curve_difference(members, baseline),
                 }
         rows.append(row)
     rows.sort(key=lambda r: (str(r["project"]), r["model"], json.dumps(r["settings"], sort_keys=True),
@@ -291,7 +306,7 @@ def load_runs(root: Path) -> list[RunResult]:
 
 
 # --- rendering --------------------------------------------------------------------------------------
-def _fmt(stat: dict, digits: int = 4, signed: bool = False) -> str:
+def format_stat(stat: dict, digits: int = 4, signed: bool = False) -> str:
     if stat["mean"] is None:
         return "–"
     mean = f"{stat['mean']:+.{digits}f}" if signed else f"{stat['mean']:.{digits}f}"
@@ -318,22 +333,24 @@ def render_markdown(report: dict, source: str) -> str:
     ]
     show_tags = any(row["tags"] for row in report["configurations"])
     header = ["project", "acquisition", "model", *columns, "seeds", "final accuracy", "AULC",
-              f"labels to {target}", "Δ final vs random", "Δ AULC vs random", *(["tags (items per run)"] * show_tags)]
+              f"labels to {target}", "Δ final vs random", "Δ AULC vs random", f"Δ labels to {target} vs random",
+              *(["tags (items per run)"] * show_tags)]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in report["configurations"]:
         ltt = row["labels_to_target"]
         if ltt["reached"] == ltt["runs"]:
-            labels = _fmt(ltt, digits=1)
+            labels = format_stat(ltt, digits=1)
         else:
             labels = f"not reached ({ltt['reached']}/{ltt['runs']} seeds)"
         vs = row["vs_random"]
         cells = [
             _cell(row["project"]), _cell(row["acquisition"]), _cell(row["model"]),
             *(_cell(row["settings"][c]) for c in columns),
-            str(len(row["seeds"])), _fmt(row["final_accuracy"]), _fmt(row["aulc"]), labels,
-            _fmt(vs["final_accuracy"], signed=True) if vs else "–",
-            _fmt(vs["aulc"], signed=True) if vs else "–",
+            str(len(row["seeds"])), format_stat(row["final_accuracy"]), format_stat(row["aulc"]), labels,
+            format_stat(vs["final_accuracy"], signed=True) if vs else "–",
+            format_stat(vs["aulc"], signed=True) if vs else "–",
+            format_stat(vs["labels_to_target"], digits=1, signed=True) if vs else "–",
             *([", ".join(f"{t} {n:g}" for t, n in row["tags"].items()) or "–"] * show_tags),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -341,51 +358,152 @@ def render_markdown(report: dict, source: str) -> str:
         lines += ["", "## Runs not included", "", "| run | status | why |", "|---|---|---|"]
         lines += [f"| `{r['path']}` | {r['status']} | {_cell(r['reason'])} |" for r in report["not_included"]]
     lines += ["", "![learning curves](learning_curves.png)", ""]
+    if any(row["vs_random"] for row in report["configurations"]):
+        lines += ["![difference from random](difference_from_random.png)", ""]
+    lines += ["![area under the curve and labels to target](aulc_labels_to_target.png)", ""]
     return "\n".join(lines)
 
 
-def configuration_name(row: dict, columns: list[str]) -> str:
-    parts = [str(row["acquisition"]), str(row["model"])]
-    parts += [f"{c}={row['settings'][c]}" for c in columns if row["settings"][c] is not None]
-    return " · ".join(parts)
+# --- figures and the page ---------------------------------------------------------------------------------
+def short_keys(columns: list[str]) -> dict[str, str]:
+    """Each dotted setting key by its shortest ending that no other column shares (``selection.budget`` ->
+    ``budget``)."""
+    found = {}
+    for column in columns:
+        parts = column.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if not any(other != column and (other == tail or other.endswith("." + tail)) for other in columns):
+                break
+        found[column] = tail
+    return found
 
 
-def plot_curves(report: dict, path: Path) -> None:
-    import matplotlib
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for row in report["configurations"]:
-        xs = [p["n_labeled"] for p in row["curve"]]
-        ys = [p["mean"] for p in row["curve"]]
-        sd = [p["std"] or 0.0 for p in row["curve"]]
-        (line,) = ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=1.4,
-                          label=f"{configuration_name(row, report['setting_columns'])} (n={len(row['seeds'])})")
-        ax.fill_between(xs, [y - s for y, s in zip(ys, sd, strict=True)],
-                        [y + s for y, s in zip(ys, sd, strict=True)], color=line.get_color(), alpha=0.15)
-    ax.axhline(report["target_accuracy"], color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("labelled items")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    if report["configurations"]:
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    atomic_write(path, lambda tmp: _write_bytes(tmp, buffer.getvalue()))
+def readable_names(rows: list[dict], columns: list[str]) -> list[str]:
+    """Per configuration, only the choices that differ among ``rows``: project, acquisition, model and the setting
+    columns (by their short key); the acquisition alone where nothing differs."""
+    short = short_keys(columns)
+    varying = [key for key in ("project", "acquisition", "model") if len({str(r[key]) for r in rows}) > 1]
+    settings = [c for c in columns if len({json.dumps(r["settings"][c], sort_keys=True) for r in rows}) > 1]
+    names = []
+    for row in rows:
+        parts = [str(row[key]) for key in varying]
+        parts += [f"{short[c]} {_value(row['settings'][c])}" for c in settings]
+        names.append(" · ".join(parts) or str(row["acquisition"]))
+    return names
+
+
+def panels(rows: list[dict]) -> list[tuple[str, list[int]]]:
+    """Which configurations share a panel: one per project, and within it one per model when the models' ranges
+    of labelled items differ (a CNN's 20-70 labels and a logistic regression's 20-1,020 would hide each other)."""
+    found: dict[str, dict[str, list[int]]] = {}
+    for i, row in enumerate(rows):
+        found.setdefault(str(row["project"]), {}).setdefault(str(row["model"]), []).append(i)
+    result = []
+    for project, models in found.items():
+        spans = {
+            model: (min(p["n_labeled"] for i in members for p in rows[i]["curve"]),
+                    max(p["n_labeled"] for i in members for p in rows[i]["curve"]))
+            for model, members in models.items() if any(rows[i]["curve"] for i in members)
+        }
+        if len(set(spans.values())) <= 1:
+            result.append((project, [i for members in models.values() for i in members]))
+        else:
+            result += [(f"{project} · {model}", members) for model, members in models.items()]
+    return result
+
+
+def sweep_figures(report: dict) -> list[tuple[str, str, str, bytes]]:
+    """``(file name, title, caption, png)`` of each figure of the sweep."""
+    from runner import figures
+
+    rows = report["configurations"]
+    if not rows:
+        return []
+    columns = report["setting_columns"]
+    names = readable_names(rows, columns)
+    groups = panels(rows)
+    # Within a panel a configuration is named by what differs there; one name keeps one colour in every panel.
+    local: dict[int, str] = {}
+    for _, members in groups:
+        local.update(zip(members, readable_names([rows[i] for i in members], columns), strict=True))
+    colours: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        if row["acquisition"] != RANDOM and local[i] not in colours:
+            colours[local[i]] = figures.PALETTE[len(colours) % len(figures.PALETTE)]
+    colour = {i: colours.get(local[i], figures.BASELINE) for i in range(len(rows))}
+    seeds = {len(r["seeds"]) for r in rows}
+
+    def series(indices: list[int], points: Callable[[dict], list[dict] | None]) -> list[dict]:
+        found = []
+        for i in indices:
+            curve = points(rows[i])
+            if curve:
+                suffix = f" (n={len(rows[i]['seeds'])})" if len(seeds) > 1 else ""
+                found.append({"label": local[i] + suffix, "random": rows[i]["acquisition"] == RANDOM,
+                              "colour": colour[i], "points": [(p["n_labeled"], p["mean"], p["std"]) for p in curve]})
+        return found
+
+    seeds_note = (f"{min(seeds)} seed{'s' if min(seeds) > 1 else ''}" if len(seeds) == 1
+                  else "n seeds as the legend says")
+    target = report["target_accuracy"]
+    result = [(
+        "learning_curves.png", "Learning curves",
+        f"Mean test accuracy over seeds ({seeds_note}) against labelled items; the band is one standard deviation "
+        f"either side; random is dashed; the dotted line is the target accuracy {target:g}.",
+        figures.sweep_curves([{"title": title, "series": series(members, lambda r: r["curve"])}
+                              for title, members in groups], target),
+    )]
+    if any(r["vs_random"] for r in rows):
+        differences = [
+            {"title": title, "series": series(members, lambda r: (r["vs_random"] or {}).get("curve"))}
+            for title, members in groups
+        ]
+        result.append((
+            "difference_from_random.png", "Difference from random",
+            "Test accuracy minus random's at the same labelled count, paired by seed (same seed and settings), "
+            "mean and one standard deviation over seeds; above zero beats random.",
+            figures.sweep_curves([panel for panel in differences if panel["series"]], target, difference=True),
+        ))
+    spread = []
+    for i, (name, row) in enumerate(zip(names, rows, strict=True)):
+        spread.append({
+            "label": name, "colour": colour[i],
+            "aulc": {**row["aulc"], "values": [r["aulc"] for r in row["runs"]]},
+            "labels_to_target": {**row["labels_to_target"], "values": [r["labels_to_target"] for r in row["runs"]]},
+        })
+    result.append((
+        "aulc_labels_to_target.png", "Area under the curve and labels to target",
+        "Each dot is one seed; the bar is the mean with one standard deviation either side. Labels to target: an "
+        f"open circle at the right edge is a seed that never reached {target:g} (no mean is drawn then).",
+        figures.sweep_summary(spread, target),
+    ))
+    return result
 
 
 def write_report(root: Path, target: float = 0.9) -> dict:
-    """Load the runs under ``root``, write the three report files into it, return the report."""
+    """Load the runs under ``root``, write the report files into it, return the report."""
+    from runner import html_report
+    from runner.artifacts import write_bytes
+
     runs = load_runs(root)
     report = summarize(runs, target)
     report["runs"] = [{"path": r.path, "status": r.status} for r in runs]
     atomic_write_text(root / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write_text(root / "report.md", render_markdown(report, root.name or str(root)))
-    plot_curves(report, root / "learning_curves.png")
+    drawn = sweep_figures(report)
+    for name, _, _, image in drawn:
+        write_bytes(root / name, image)
+    names = readable_names(report["configurations"], report["setting_columns"])
+    links = {r.path: f"{r.path}/report.html" for r in runs if (root / r.path / "report.html").is_file()}
+    page = html_report.sweep_page(report, root.name or str(root), names, [(t, c, i) for _, t, c, i in drawn], links)
+    atomic_write_text(root / "report.html", page)
     return report
 
 
@@ -405,13 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     for item in report["not_included"]:
         print(f"note: {item['path']} is {item['status']}: {item['reason']}", file=sys.stderr)
     print(f"{report['finished_runs']} finished runs, {len(report['configurations'])} configurations -> "
-          f"{args.directory / 'report.md'}")
+          f"{args.directory / 'report.html'}")
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def _write_bytes(path: str, content: bytes) -> None:
-    Path(path).write_bytes(content)

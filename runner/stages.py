@@ -6,6 +6,7 @@ the stage done in one transaction, so a stage is either wholly recorded or not a
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from collections.abc import Callable
@@ -153,11 +154,12 @@ def measure(metrics: list[Metric], images: np.ndarray, item_ids: np.ndarray, n_c
 
 
 def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, budget: float, chunk_size: int,
-          needs_predicted: bool, rng: np.random.Generator) -> Writer:
+          needs_predicted: bool, rng: np.random.Generator, screened: dict) -> Writer:
     """Score the (filtered) candidates, or let a batch strategy choose its positions, and keep the result.
 
     A batch strategy's answer stays what it is, an ordered list of positions; a score function's answer is one
-    score per candidate, turned into a batch by the selection policy in ``select``.
+    score per candidate, turned into a batch by the selection policy in ``select``. ``screened`` (see
+    :func:`screening_record`) is kept beside them, for the report.
     """
     provider = InputProvider(candidates, view.inputs(acquisition), {"rng": rng, "n_classes": view.n_classes})
     result: dict[str, np.ndarray] = {"candidates": candidates}
@@ -171,8 +173,31 @@ def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, bud
     def write(tx: Store) -> None:
         for name, values in result.items():
             tx.put_array(f"{name}/{view.round_:03d}", values)
+        tx.put_blob(screening_blob(view.round_), json.dumps(screened, sort_keys=True).encode())
 
     return write
+
+
+def screening_blob(round_: int) -> str:
+    return f"screened/{round_:03d}"
+
+
+def screening_record(unlabelled: int, passed: int, scored: int, removals: list, examples: int) -> dict:
+    """How a round's candidates narrowed: unlabelled, passed the filters, scored (after ``pool_subset``), and per
+    filter how many it removed and why, with at most ``examples`` of them (spread evenly over item order) and the
+    value the filter judged for each. Bounded, so that it stays small on any pool."""
+    filters = []
+    for removal in removals:
+        shown = np.unique(np.linspace(0, len(removal.items) - 1, min(examples, len(removal.items))).round())
+        shown = shown.astype(np.int64)
+        filters.append({
+            "filter": removal.filter,
+            "reason": removal.reason,
+            "count": int(len(removal.items)),
+            "items": [int(removal.items[i]) for i in shown],
+            "values": [removal.values[i] for i in shown] if removal.values else [],
+        })
+    return {"unlabelled": unlabelled, "passed": passed, "scored": scored, "filters": filters}
 
 
 def select(round_: int, store: Store, policy: Callable[..., np.ndarray], policy_inputs: tuple[str, ...],

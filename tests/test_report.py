@@ -144,3 +144,59 @@ def test_tags_are_averaged_per_configuration_and_shown(tmp_path: Path) -> None:
     assert result["configurations"][0]["tags"] == {"parked": 2.0, "to_label_next": 25.0}
     table = report.render_markdown(result, "toy")
     assert "tags (items per run)" in table and "parked 2, to_label_next 25" in table
+
+
+def test_readable_names_keep_only_what_differs() -> None:
+    assert report.short_keys(["selection.budget", "model.estimator.C", "loop.rounds", "model.module.C"]) == {
+        "selection.budget": "budget", "model.estimator.C": "estimator.C", "loop.rounds": "rounds",
+        "model.module.C": "module.C"}
+    rows = [
+        {"project": "toy", "acquisition": "entropy", "model": "LogisticRegression",
+         "settings": {"selection.budget": 10, "loop.rounds": 5}},
+        {"project": "toy", "acquisition": "random", "model": "LogisticRegression",
+         "settings": {"selection.budget": 10, "loop.rounds": 5}},
+        {"project": "toy", "acquisition": "entropy", "model": "LogisticRegression",
+         "settings": {"selection.budget": 20, "loop.rounds": 5}},
+    ]
+    columns = ["loop.rounds", "selection.budget"]
+    assert report.readable_names(rows, columns) == ["entropy · budget 10", "random · budget 10", "entropy · budget 20"]
+    assert report.readable_names(rows[:1], columns) == ["entropy"]  # nothing differs: the acquisition names it
+
+
+def test_one_panel_per_model_only_when_their_label_ranges_differ(tmp_path: Path) -> None:
+    make_run(tmp_path, "c0", "entropy", 0, [(20, 0.5), (70, 0.8)], model=CNN)
+    make_run(tmp_path, "l0", "entropy", 0, [(20, 0.5), (1020, 0.9)])
+    rows = report.summarize(report.load_runs(tmp_path), 0.9)["configurations"]
+    assert [(title, [rows[i]["model"] for i in members]) for title, members in report.panels(rows)] == [
+        ("toy · GalCNN", ["GalCNN"]), ("toy · LogisticRegression", ["LogisticRegression"])]
+    make_run(tmp_path / "same", "c0", "entropy", 0, [(20, 0.5), (70, 0.8)], model=CNN)
+    make_run(tmp_path / "same", "l0", "entropy", 0, [(20, 0.6), (70, 0.7)])
+    rows = report.summarize(report.load_runs(tmp_path / "same"), 0.9)["configurations"]
+    assert report.panels(rows) == [("toy", [0, 1])]
+
+
+def test_difference_from_random_is_paired_by_seed_at_each_count(toy: Path) -> None:
+    rows = by_acquisition(report.summarize(report.load_runs(toy), target=0.8))
+    curve = rows["entropy"]["vs_random"]["curve"]
+    # Seed 0: 0, 0.1, 0.2; seed 1: 0.1, 0.3, 0.2 (entropy minus random at 10, 20 and 30 labels).
+    assert [p["n_labeled"] for p in curve] == [10, 20, 30]
+    assert [p["mean"] for p in curve] == pytest.approx([0.05, 0.2, 0.2])
+    assert [p["std"] for p in curve] == pytest.approx([math.sqrt(2 * 0.05**2), math.sqrt(2 * 0.1**2), 0.0], abs=1e-12)
+    # Labels to 0.8: entropy 30 and 20, random never and never: no seed has both.
+    assert rows["entropy"]["vs_random"]["labels_to_target"]["n"] == 0
+
+
+def test_sweep_page_and_figures(toy: Path) -> None:
+    (toy / "e0" / "report.html").write_text("<!DOCTYPE html><title>run</title>")
+    report.write_report(toy, target=0.9)
+    figures = ("learning_curves.png", "difference_from_random.png", "aulc_labels_to_target.png")
+    first = {name: (toy / name).read_bytes() for name in figures}
+    assert all(image.startswith(b"\x89PNG") for image in first.values())
+    page = (toy / "report.html").read_text(encoding="utf-8")
+    assert page.count('<img src="data:image/png;base64,') == 3
+    assert '<a href="e0/report.html">' in page and 'href="e1/report.html"' not in page  # only where a page exists
+    assert "<strong>entropy</strong>" in page and "+0.1625 ± 0.0884" in page
+    assert "![difference from random](difference_from_random.png)" in (toy / "report.md").read_text()
+    report.write_report(toy, target=0.9)
+    assert {name: (toy / name).read_bytes() for name in figures} == first  # no dates, no software tag
+    assert (toy / "report.html").read_text(encoding="utf-8") == page

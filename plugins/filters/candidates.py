@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -102,26 +103,85 @@ class CandidateFilter:
 
     def apply(self, candidates: np.ndarray, inputs: FilterInputs) -> np.ndarray:
         """The candidates that pass every configured filter, in their original order."""
+        return self.screen(candidates, inputs)[0]
+
+    def screen(self, candidates: np.ndarray, inputs: FilterInputs) -> tuple[np.ndarray, list[Removal]]:
+        """The candidates that pass every configured filter (in their original order), and what each filter
+        removed, with why. Each filter judges every candidate, so an item two filters reject is in both."""
         if not self.active or len(candidates) == 0:
-            return candidates
+            return candidates, []
+        removals: list[Removal] = []
+
+        def judge(keep: np.ndarray, key: str, reason: str, values: Sequence[Any] | None = None) -> np.ndarray:
+            dropped = np.flatnonzero(~keep)
+            judged = [] if values is None else [_plain(values[i]) for i in dropped]
+            removals.append(Removal(key, reason, candidates[dropped], judged))
+            return keep
+
         keep = np.ones(len(candidates), dtype=bool)
         for name, (low, high) in self.metric_ranges.items():
-            keep &= metric_range(inputs.metric(name)[candidates], low, high)
+            values = inputs.metric(name)[candidates]
+            keep &= judge(metric_range(values, low, high), f"metrics.{name}", _range_reason(name, low, high), values)
         if self.include_tags or self.exclude_tags:
             tags = inputs.tags()
-            keep &= has_tags([tags.get(int(i), set()) for i in candidates], self.include_tags, self.exclude_tags)
+            held = [sorted(tags.get(int(i), set())) for i in candidates]
+            keep &= judge(has_tags(held, self.include_tags, self.exclude_tags), "tags", self._tags_reason(),
+                          [", ".join(t) for t in held])
         if self.stages is not None:
-            keep &= in_stages(np.asarray(inputs.item_column("stage"))[candidates], self.stages)
+            stages = np.asarray(inputs.item_column("stage"))[candidates]
+            keep &= judge(in_stages(stages, self.stages), "stages",
+                          f"workflow stage not one of {', '.join(self.stages)}", stages)
         if self.classes is not None:
             probs = inputs.probs(candidates)
             if probs is None:
                 raise InputError("filters.classes filters by predicted class, which needs a trained model")
-            keep &= predicted_class(probs, self.class_indices(inputs.class_names))
+            wanted = self.class_indices(inputs.class_names)
+            predicted = [inputs.class_names[c] for c in np.asarray(probs).argmax(axis=1)]
+            keep &= judge(predicted_class(probs, wanted), "classes",
+                          f"predicted class not one of {', '.join(inputs.class_names[c] for c in wanted)}",
+                          predicted)
         if self.exclude_near_duplicates:
-            keep &= not_near_duplicate(
+            unique = not_near_duplicate(
                 inputs.embeddings(candidates), inputs.embeddings(inputs.labeled),
                 self.near_duplicate_threshold, within_candidates=True,
             )
+            keep &= judge(unique, "exclude_near_duplicates",
+                          f"near-duplicate (distance <= {self.near_duplicate_threshold:g}) of a labelled item or of "
+                          "an earlier candidate")
         kept = candidates[keep]
         log.debug(f"filters kept {len(kept)} of {len(candidates)} candidates")
-        return kept
+        return kept, [r for r in removals if len(r.items)]
+
+    def _tags_reason(self) -> str:
+        parts = []
+        if self.exclude_tags:
+            parts.append(f"tagged {' or '.join(self.exclude_tags)}")
+        if self.include_tags:
+            parts.append(f"tagged none of {', '.join(self.include_tags)}")
+        return " or ".join(parts)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """The candidates one filter rejected in a round, and why."""
+
+    filter: str  # the filters key that rejected them, e.g. ``metrics.brightness``
+    reason: str  # why, in words
+    items: np.ndarray  # the rejected candidates' item indices, in candidate order
+    values: list  # per rejected item, the value the filter judged (empty where there is none to show)
+
+
+def _range_reason(name: str, low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{name} outside [{low:g}, {high:g}]"
+    if low is not None:
+        return f"{name} below {low:g}"
+    if high is not None:
+        return f"{name} above {high:g}"
+    return f"{name} not computed"
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy scalars as Python ones, NaN as None."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and value != value else value
