@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.neighbors import NearestNeighbors
 
 from plugins.acquisition.inputs import pool_and_labeled
+from plugins.neighbours import NeighbourSearch
 
 # Above this many clusters full k-means gets slow; the paper's runs switch to mini-batch k-means there too.
 FULL_KMEANS_MAX_CLUSTERS = 50
@@ -87,6 +87,7 @@ def _typicality(points: np.ndarray, k_neighbors: int) -> np.ndarray:
     if len(points) < 2:
         return np.ones(len(points))
     k = min(int(k_neighbors), len(points) - 1)
-    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
-    # Column 0 is the point itself (distance 0); duplicates can make the mean 0, hence the floor.
+    # One cluster's points: a set of its own, searched exactly. Column 0 is the point itself (distance 0);
+    # duplicates can make the mean 0, hence the floor.
+    _, distances = NeighbourSearch().over(points, share=False).search(k + 1, points)
     return 1.0 / np.maximum(distances[:, 1:].mean(axis=1), 1e-12)

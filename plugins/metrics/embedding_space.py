@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+
+from plugins.neighbours import NeighbourSearch, search_for
 
 
 def l2_normalise(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,20 +45,24 @@ def distinct_rows(
 
 
 def nearest(
-    query: np.ndarray, reference: np.ndarray, exclude_self: bool = False
+    query: np.ndarray, reference: np.ndarray, exclude_self: bool = False, neighbours: NeighbourSearch | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(distance, index)`` of each query row's nearest reference row (Euclidean).
 
-    scikit-learn's brute-force search (on squared distances, which skips a square root per pair and ranks the
-    same) finds the neighbour through |a|^2 + |b|^2 - 2ab, which loses digits for nearly identical rows; the
-    returned distance is recomputed directly from the difference, so thresholds such as 0.03 are compared
-    against an exact figure. With ``exclude_self`` the query is the reference and a row is never its own
-    neighbour.
+    The neighbour comes from the shared index over ``reference`` (``plugins.neighbours``; exact unless the
+    run's settings make a large set approximate). Exact search finds it through |a|^2 + |b|^2 - 2ab, which
+    loses digits for nearly identical rows; the returned distance is recomputed directly from the difference,
+    so thresholds such as 0.03 are compared against an exact figure. With ``exclude_self`` the query is the
+    reference and a row is never its own neighbour. A query with no neighbour found gets index -1 and
+    distance NaN.
     """
-    search = NearestNeighbors(n_neighbors=1, algorithm="brute", metric="sqeuclidean").fit(reference)
-    if exclude_self:
-        index = search.kneighbors(return_distance=False)[:, 0]
-    else:
-        index = search.kneighbors(query, return_distance=False)[:, 0]
-    distance = np.linalg.norm(query - reference[index], axis=1)
-    return distance, index
+    index = search_for(neighbours).over(reference)
+    found, _ = index.search(1, None if exclude_self else query)
+    found = found[:, 0]
+    distance = np.full(len(query), np.nan)
+    ok = found >= 0
+    for start in range(0, len(query), 1 << 16):
+        part = slice(start, start + (1 << 16))
+        rows = np.flatnonzero(ok[part]) + start
+        distance[rows] = np.linalg.norm(query[rows] - reference[found[rows]], axis=1)
+    return distance, found
