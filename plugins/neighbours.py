@@ -23,6 +23,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -77,7 +78,7 @@ class NeighbourIndex:
 
     def _ivf(self):
         if self._faiss is None:
-            import faiss
+            faiss = faiss_module()
 
             cells = int(self.settings.cells or np.clip(round(4 * np.sqrt(self.n)), 1, self.n))
             quantizer = faiss.IndexFlatL2(self.d)
@@ -104,7 +105,7 @@ class NeighbourIndex:
 
     def _measure_recall(self) -> float:
         """Share of sampled rows whose exact nearest other row is the one the approximate index returns."""
-        import faiss
+        faiss = faiss_module()
 
         count = min(self.settings.recall_sample, self.n)
         if count == 0 or self.n < 2:
@@ -278,6 +279,15 @@ def fingerprint(vectors: np.ndarray) -> str:
 
 
 EXACT = NeighbourSearch()
+
+
+def faiss_module() -> Any:
+    """faiss, imported after scikit-learn: both bring an OpenMP runtime, and whichever loads first serves
+    both; loading scikit-learn's first keeps that the same in every run, whichever stage needs faiss first."""
+    import faiss
+    import sklearn  # noqa: F401
+
+    return faiss
 
 
 def search_for(neighbours: NeighbourSearch | None) -> NeighbourSearch:

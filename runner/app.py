@@ -62,6 +62,7 @@ def run_job(cfg: DictConfig) -> dict:
 def run(config: dict, run_dir: Path, threads: int) -> dict:
     """Check and build every part of the run, then, holding the run directory, run the sequence its mode names."""
     from runner.assemble import assemble
+    from runner.compute import open_compute
     from runner.loop import Session, simulate
     from runner.platform import check_project_dir, human_step, open_platform_store
     from runner.rundir import claim, exclusive
@@ -73,17 +74,19 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
     if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
         sys.modules["torch"].set_num_threads(threads)
     with exclusive(run_dir):
-        store = Store(run_dir / "state.sqlite")
+        compute = open_compute(parts.compute, threads)
+        store = Store(run_dir / "state.sqlite", memmap_min_bytes=parts.compute.memmap_min_bytes)
         try:
             if parts.loop.simulated:
                 claim(store, run_dir, config, parts.fingerprint, parts.project_name)
-                return simulate(Session(parts, store, run_dir))
+                return simulate(Session(parts, store, run_dir, compute))
             parts = open_platform_store(parts, store, run_dir)
-            return human_step(Session(parts, store, run_dir))
+            return human_step(Session(parts, store, run_dir, compute))
         except sqlite3.DatabaseError as exc:  # damage found after the store opened (a truncated page)
             raise unusable(store.path, exc) from None
         finally:
             store.close()
+            compute.close()
 
 
 def finished_summary(config: dict, run_dir: Path) -> dict | None:

@@ -66,6 +66,42 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+class PeakMemory:
+    """Peak resident memory of this process, per stage and over the whole invocation.
+
+    Linux keeps one high-water mark per process (``VmHWM``) and lets a process reset its own
+    (``/proc/self/clear_refs``); each stage resets it at its start and reads it at its end, and the overall
+    peak is the largest reading. Where that is not available, every figure is the process's peak so far.
+    """
+
+    def __init__(self) -> None:
+        self.overall = self.read()
+
+    @staticmethod
+    def read() -> float:
+        try:
+            with open("/proc/self/status", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return peak_rss_mib()
+
+    def start(self) -> None:
+        self.overall = max(self.overall, self.read())
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+                handle.write("5")
+        except OSError:
+            pass
+
+    def stop(self) -> float:
+        peak = self.read()
+        self.overall = max(self.overall, peak)
+        return peak
+
+
 class Compute:
     """Runs one function over shards, in order, in this process."""
 
