@@ -74,7 +74,8 @@ def threadpools() -> list[dict[str, Any]]:
 
     threadpoolctl lists only libraries loaded so far, and which are loaded depends on the stages this process
     happened to run (a resumed run skips some). So the three, and faiss (the neighbour index), are loaded here
-    first, and torch's own bundled libraries are left out (torch is imported only by some runs; its threads are the config's ``threads``).
+    first, and torch's own bundled libraries are left out (torch is imported only by some runs; its threads
+    are the config's ``threads``).
     """
     import numpy  # noqa: F401  (loads numpy's BLAS)
     import scipy.linalg  # noqa: F401  (loads scipy's BLAS)
