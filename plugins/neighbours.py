@@ -20,6 +20,7 @@ Nothing here holds an n x n array: searches run in blocks of queries and radius 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -284,10 +285,10 @@ EXACT = NeighbourSearch()
 def faiss_module() -> Any:
     """faiss, imported after scikit-learn: both bring an OpenMP runtime, and whichever loads first serves
     both; loading scikit-learn's first keeps that the same in every run, whichever stage needs faiss first."""
-    import faiss
-    import sklearn  # noqa: F401
-
-    return faiss
+    importlib.import_module("sklearn")
+    # Its loader reports at INFO which CPU build it tried; that is not news to a user.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    return importlib.import_module("faiss")
 
 
 def search_for(neighbours: NeighbourSearch | None) -> NeighbourSearch:
