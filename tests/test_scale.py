@@ -61,7 +61,7 @@ def test_shifted_source_without_shift_or_noise_is_the_base_images(tmp_path, fake
         match = [j for j in range(len(pool)) if np.array_equal(pool[j], np.rint(data.images[i] * 255))]
         assert match, f"item {i} is none of its split's base images"
         assert data.labels[i] == labels[match[0]]
-    assert data.images[3].dtype == np.float32 and 0.0 <= data.images[:].min() and data.images[:].max() <= 1.0
+    assert data.images[3].dtype == np.float32 and data.images[:].min() >= 0.0 and data.images[:].max() <= 1.0
 
 
 def test_shifted_source_is_deterministic_and_shifts_move_pixels(tmp_path, fake_fashion):
