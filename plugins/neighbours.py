@@ -145,7 +145,8 @@ class NeighbourIndex:
             return self._memo[key]  # type: ignore[return-value]
         k = int(k)
         if self.approximate:
-            q = self._float32(slice(None)) if queries is None else np.ascontiguousarray(queries, np.float32)
+            # Every row as a query: float32 copies of one block of rows at a time, not of the whole set.
+            q = self.vectors if queries is None else queries
             exclude = np.arange(self.n) if queries is None else None
             found = self._approximate_search(q, k, exclude)
         else:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
 
-from plugins.metrics.embedding_space import distinct_rows
+from plugins.metrics.embedding_space import distinct_rows, row_digests
 
 COVARIANCE_MAX_PIXELS = 2048
 EXACT_MAX_RANK = 1000
@@ -126,8 +125,7 @@ def _block_pixels(images: Any, block: slice) -> tuple[np.ndarray, np.ndarray]:
 def _block_sums(images: Any, block: slice) -> tuple[int, np.ndarray, np.ndarray]:
     """Finite items, their pixel sums (float64), and a digest of every item's pixels."""
     flat, finite = _block_pixels(images, block)
-    digests = np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat], dtype="S16")
-    return int(finite.sum()), flat[finite].sum(axis=0, dtype=np.float64), digests
+    return int(finite.sum()), flat[finite].sum(axis=0, dtype=np.float64), row_digests(flat)
 
 
 def _block_scatter(images: Any, block: slice, mean: np.ndarray) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import numpy as np
 
 from plugins.neighbours import NeighbourSearch, search_for
@@ -29,19 +32,31 @@ def distinct_rows(
     """Position of the first occurrence of every distinct row, in order of first occurrence.
 
     With ``return_inverse`` also, for every row, the index into that result of the row it copies.
-    Rows are compared as raw bytes (one ``np.unique`` over a void view: about four times faster than
-    ``np.unique(axis=0)`` at 60,000 x 784), after turning -0.0 into 0.0 so equal numbers compare equal.
+    Rows are compared by a 128-bit digest of their bytes (after turning -0.0 into 0.0 so equal numbers compare
+    equal), computed block by block: memory stays at a block plus 16 bytes a row, where sorting the rows
+    themselves needs several copies of them (a million 50-float64 rows: 16 MB against 1.6 GB).
     """
-    canonical = np.ascontiguousarray(rows + rows.dtype.type(0))  # -0.0 + 0.0 == +0.0
-    as_bytes = canonical.view(np.dtype((np.void, canonical.dtype.itemsize * canonical.shape[1]))).ravel()
-    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
-    # np.unique orders by bytes; reorder by first occurrence so "first" means the lowest position.
+    digests = row_digests(rows)
+    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+    # np.unique orders by digest; reorder by first occurrence so "first" means the lowest position.
     order = np.argsort(first)
     if not return_inverse:
         return first[order]
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return first[order], rank[inverse.reshape(-1)]
+
+
+def row_digests(rows: Any, block: int = 1 << 14) -> np.ndarray:
+    """A 16-byte digest of each row's bytes (an (n, ...) array or anything sliced like one), as ``S16``."""
+    out = np.empty(len(rows), dtype="S16")
+    for start in range(0, len(rows), block):
+        part = np.asarray(rows[start : start + block])
+        if np.issubdtype(part.dtype, np.floating):
+            part = part + part.dtype.type(0)  # -0.0 + 0.0 == +0.0
+        part = np.ascontiguousarray(part).reshape(len(part), -1)
+        out[start : start + len(part)] = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in part]
+    return out
 
 
 def nearest(

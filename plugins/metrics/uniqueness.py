@@ -31,8 +31,9 @@ def uniqueness(embeddings: np.ndarray, neighbours: NeighbourSearch | None = None
     if len(valid) == 0:
         return out
     # One representative per distinct row, the first occurrence: the lowest position.
-    first = distinct_rows(unit[valid])
-    distinct = unit[valid[first]]
+    first = distinct_rows(unit[valid] if len(valid) < len(unit) else unit)
+    # Every row finite and distinct (the usual case): the rows themselves, not a copy of them.
+    distinct = unit if len(first) == len(unit) else unit[valid[first]]
     out[valid] = 0.0
     if len(distinct) >= 2:
         distance, _ = nearest(distinct, distinct, exclude_self=True, neighbours=neighbours)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,20 @@ class StoredImages:
         return len(self._pixels)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        pixels = self._pixels[key]
-        out = np.asarray(pixels, dtype=np.float32)
+        out = np.asarray(self._pixels[key], dtype=np.float32)
         out *= np.float32(1 / 255)
+        self._release()
         return out
+
+    def _release(self) -> None:
+        """Drop the pages just read from this process's resident memory; the file stays in the page cache.
+
+        Mapped file pages count towards a process's resident set until released: without this, one pass over
+        a million 28x28 items would leave 784 MB resident for the rest of the run.
+        """
+        mapping = getattr(self._pixels, "_mmap", None)
+        if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self[:] if dtype is None else self[:].astype(dtype)
