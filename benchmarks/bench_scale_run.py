@@ -3,8 +3,8 @@
     python -m benchmarks.bench_scale_run [--sizes 10000,100000,1000000] [--threads 2] [--out outputs/bench_scale]
 
 Each size runs ``python -m runner project=shifted_fashion_mnist project.source.n=N metrics=quality
-loop.rounds=1 selection.budget=1000 threads=T`` in a fresh run directory (the pool itself is built first, once,
-into ``--cache``, and not timed), then reads ``summary.json``'s ``resources``: seconds and peak resident memory
+loop.rounds=1 selection.budget=1000 threads=T`` (test split: min(10,000, n / 10) items) in a fresh run
+directory (the pool itself is built first, once, into ``--cache``, and not timed), then reads ``summary.json``'s ``resources``: seconds and peak resident memory
 of each stage, the process's peak, and the neighbour index's measured recall. The last table gives the growth
 exponent of each stage's time between consecutive sizes, log(t2 / t1) / log(n2 / n1).
 """
@@ -36,12 +36,14 @@ def main() -> None:
 
     rows = {}
     for n in sizes:
-        shifted_fashion_mnist(n, seed=0, cache_dir=args.cache)  # built once, outside the timing
+        test_size = min(10_000, n // 10)
+        shifted_fashion_mnist(n, seed=0, cache_dir=args.cache, test_size=test_size)  # built once, not timed
         run_dir = Path(args.out) / f"n{n}"
         shutil.rmtree(run_dir, ignore_errors=True)
         command = [sys.executable, "-m", "runner", "project=shifted_fashion_mnist", f"project.source.n={n}",
-                   f"project.source.cache_dir={args.cache}", "metrics=quality", "loop.rounds=1",
-                   "selection.budget=1000", f"threads={args.threads}", f"hydra.run.dir={run_dir}"]
+                   f"project.source.test_size={test_size}", f"project.source.cache_dir={args.cache}",
+                   "metrics=quality", "loop.rounds=1", "selection.budget=1000", f"threads={args.threads}",
+                   f"hydra.run.dir={run_dir}"]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         wall = time.perf_counter() - started
