@@ -4,8 +4,9 @@
 
 Each size runs ``python -m runner project=shifted_fashion_mnist project.source.n=N metrics=quality
 loop.rounds=1 selection.budget=1000 threads=T`` (test split: min(10,000, n / 10) items) in a fresh run
-directory (the pool itself is built first, once, into ``--cache``, and not timed), then reads ``summary.json``'s ``resources``: seconds and peak resident memory
-of each stage, the process's peak, and the neighbour index's measured recall. The last table gives the growth
+directory (the pool itself is built first, once, into ``--cache``, and not timed), then reads
+``summary.json``'s ``resources``: seconds and peak resident memory of each stage, the process's peak, and the
+neighbour index's measured recall. The last table gives the growth
 exponent of each stage's time between consecutive sizes, log(t2 / t1) / log(n2 / n1).
 """
 

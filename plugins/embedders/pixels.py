@@ -65,6 +65,8 @@ class PixelPCA:
         """(n, H, W[, C]) images -> (n, d) float32 embeddings, d = min(n_components, finite items, pixels)."""
         if self.stream_above is not None and len(images) > self.stream_above:
             return self._streamed(images, map_blocks or (lambda function, blocks: [function(b) for b in blocks]))
+        if hasattr(images, "__array__") and not isinstance(images, np.ndarray):  # images on disk, few enough to hold
+            images = np.asarray(images)
         if not isinstance(images, np.ndarray) or images.dtype == object:
             raise ValueError("PixelPCA needs one array of equally sized images; resize ragged images first")
         if images.ndim < 2:
