@@ -275,3 +275,13 @@ def test_run_records_its_peak_memory_per_stage(tmp_path):
     assert all(0 < s["peak_rss_mib"] <= resources["peak_rss_mib"] for s in stages.values())
     with sqlite3.connect(tmp_path / "run" / "state.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM array_files").fetchone() == (0,)  # digits: all small blobs
+
+
+def test_a_small_pool_on_disk_runs_with_the_default_settings(tmp_path, fake_fashion):
+    root, _ = fake_fashion
+    summary = run_in_process(tmp_path / "run", "project=shifted_fashion_mnist", "project.source.n=400",
+                             "project.source.test_size=50", f"project.source.root={root}",
+                             f"project.source.cache_dir={tmp_path / 'cache'}", "metrics=quality", "loop.rounds=1")
+    assert summary["n_labeled"] == 30 and "neighbour_indexes" not in summary["resources"]  # exact search
+    header = (tmp_path / "run" / "item_metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("item_id,brightness") and "uniqueness" in header
