@@ -6,7 +6,8 @@
 Data: the shifted Fashion-MNIST pool (``project=shifted_fashion_mnist``, seed 0) of candidates + 10,000 test
 items, embedded by PixelPCA (50 components, the default embedder), probabilities from logistic regression fitted
 on 20 class-balanced labelled items (the default round-0 model), which are also the labelled embeddings. Each
-strategy is called as the score stage calls it, with the run's neighbour search (``compute.neighbours``
+strategy is called as the score stage calls it, with its arguments from ``conf/acquisition/`` and the run's
+neighbour search (``compute.neighbours``
 defaults: exact up to 20,000 rows, IVF above), its index built inside the timed call. Extra memory is the
 process's peak resident set during the call minus its resident set just before (Linux ``VmHWM`` reset through
 ``/proc/self/clear_refs``), so faiss's own allocations count too.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +35,14 @@ def resident_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def configured(name: str) -> dict:
+    """The arguments ``conf/acquisition/NAME.yaml`` gives the strategy (what a run passes)."""
+    import yaml
+
+    node = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "acquisition" / f"{name}.yaml").read_text())
+    return {k: v for k, v in node["function"].items() if k != "_target_"}
 
 
 def main() -> None:
@@ -56,11 +66,14 @@ def main() -> None:
                                                 .astype(np.float64)) for s in range(0, len(candidates), 8192)])
     x, known = embeddings[candidates], embeddings[labeled]
     print(f"{len(candidates):,} candidates x {x.shape[1]} (PixelPCA), 20 labelled, budget {args.budget:,}")
+    settings = {name: configured(name) for name in ("typiclust", "badge", "cluster_margin", "probcover")}
     calls = {
-        "typiclust": lambda rng, search: typiclust.typiclust(x, known, args.budget, rng),
-        "badge": lambda rng, search: badge.badge(probs, x, args.budget, rng),
-        "cluster_margin": lambda rng, search: cluster_margin.cluster_margin(probs, x, args.budget, rng),
-        "probcover": lambda rng, search: probcover.probcover(x, known, args.budget, 10, rng, neighbours=search),
+        "typiclust": lambda rng, search: typiclust.typiclust(x, known, args.budget, rng, **settings["typiclust"]),
+        "badge": lambda rng, search: badge.badge(probs, x, args.budget, rng, **settings["badge"]),
+        "cluster_margin": lambda rng, search: cluster_margin.cluster_margin(probs, x, args.budget, rng,
+                                                                            **settings["cluster_margin"]),
+        "probcover": lambda rng, search: probcover.probcover(x, known, args.budget, 10, rng, neighbours=search,
+                                                             **settings["probcover"]),
         "coreset": lambda rng, search: coreset.k_center_greedy(x, known, args.budget),
     }
     memory = PeakMemory()

@@ -6,6 +6,11 @@ diversity. g_i has C*d entries, so it is never built: with a_i = p_i - onehot(ar
 <g_i, g_j> = <a_i, a_j> <x_i, x_j>, hence
     ||g_i - g_j||^2 = |a_i|^2 |x_i|^2 + |a_j|^2 |x_j|^2 - 2 <a_i, a_j> <x_i, x_j>,
 which costs O(n (C + d)) time per new centre and O(n (C + d)) memory.
+
+Each new centre needs <a_i, a_c> and <x_i, x_c> for every candidate: one pass over the (n, C + d) factors,
+bound by memory bandwidth. Above ``float32_above`` candidates those two products are taken in float32 (the
+class factors stored by column), which halves the bytes per pass; the distances and the draws stay in
+float64. At or below it everything is float64, as the selections recorded on small pools were made.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random.Generator,
+          float32_above: int | None = None) -> np.ndarray:
     """Positions of ``min(budget, n)`` candidates chosen by k-means++ seeding on gradient embeddings.
 
     Returned in the order chosen. The first centre is the largest gradient embedding (as in the paper's
@@ -29,6 +35,16 @@ def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random
     a_sq = np.einsum("ij,ij->i", a, a)
     x_sq = np.einsum("ij,ij->i", x, x)
     g_sq = a_sq * x_sq
+    if float32_above is not None and n > float32_above:
+        # Class factors stored by column: a product with C = 10 columns is four times faster that way.
+        a_columns, x = np.ascontiguousarray(a.T, dtype=np.float32), x.astype(np.float32)
+
+        def inner(c: int) -> tuple[np.ndarray, np.ndarray]:
+            return np.dot(a_columns[:, c], a_columns), np.dot(x, x[c])
+    else:
+
+        def inner(c: int) -> tuple[np.ndarray, np.ndarray]:
+            return np.dot(a, a[c]), np.dot(x, x[c])
 
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = int(np.argmax(g_sq))
@@ -42,7 +58,7 @@ def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random
         available[c] = False
         # d2 = g_sq + g_sq[c] - 2 <a, a_c> <x, x_c>, in preallocated buffers (the same operations, the same bits)
         np.add(g_sq, g_sq[c], out=d2)
-        np.multiply(np.dot(a, a[c]), np.dot(x, x[c]), out=product)
+        np.multiply(*inner(c), out=product)
         product *= 2.0
         d2 -= product
         np.maximum(d2, 0.0, out=d2)
