@@ -80,7 +80,7 @@ def main() -> None:
     print("| strategy | seconds | extra MiB | picks |")
     print("|---|---:|---:|---:|")
     for name in args.only.split(","):
-        search = NeighbourSearch(NeighbourSettings(approximate_above=20_000, probes=16, recall_sample=500))
+        search = NeighbourSearch(NeighbourSettings(approximate_above=20_000, probes=8, recall_sample=500))
         before = resident_mib()
         memory.start()
         started = time.perf_counter()

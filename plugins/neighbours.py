@@ -8,7 +8,7 @@ index and its results (near-duplicates reuse uniqueness's neighbours; nothing is
 - Up to ``approximate_above`` rows (and always when that is None) the search is exact: scikit-learn's
   brute-force search in float64, the search every consumer made before, so small pools keep their results.
 - Above it, faiss's inverted-file index (``IndexIVFFlat``, float32): the rows are split into ``cells``
-  k-means cells (default 4 sqrt(n)), and each query is compared with the rows of the ``probes`` cells
+  k-means cells (default 2 sqrt(n)), and each query is compared with the rows of the ``probes`` cells
   nearest it. What approximation can cost is a missed
   neighbour; consumers that compare distances with a threshold re-measure the pairs found in float64. The
   index measures its own recall against exact search on a seeded sample of queries when it is built
@@ -45,8 +45,8 @@ class NeighbourSettings:
     """How a :class:`NeighbourSearch` searches; the runner's values come from ``compute.neighbours``."""
 
     approximate_above: int | None = None  # rows above which the index is approximate; None: always exact
-    cells: int | None = None  # inverted lists; None: 4 sqrt(n)
-    probes: int = 16  # lists visited per query
+    cells: int | None = None  # inverted lists; None: 2 sqrt(n)
+    probes: int = 8  # lists visited per query
     recall_sample: int = 500  # queries checked against exact search when an approximate index is built
     seed: int = 0
     keep: int = 2  # indexes kept at once (least recently used dropped first)
@@ -81,7 +81,7 @@ class NeighbourIndex:
         if self._faiss is None:
             faiss = faiss_module()
 
-            cells = int(self.settings.cells or np.clip(round(4 * np.sqrt(self.n)), 1, self.n))
+            cells = int(self.settings.cells or np.clip(round(2 * np.sqrt(self.n)), 1, self.n))
             quantizer = faiss.IndexFlatL2(self.d)
             index = faiss.IndexIVFFlat(quantizer, self.d, cells)
             # The lists only route queries: a coarse k-means (few points per list, few iterations) routes
