@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``."""
@@ -32,6 +34,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             handle.write(text)
 
     atomic_write(path, write)
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` to exactly ``path`` (given a file name, ``np.save`` appends ``.npy`` to it)."""
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
 
 
 def _umask() -> int:

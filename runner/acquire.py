@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from plugins.acquisition.protocol import CHUNKABLE, EMBEDDING_INPUTS, MODEL_INPUTS, declared_inputs
+from plugins.acquisition.protocol import CHUNKABLE, EMBEDDING_INPUTS, MODEL_INPUTS, SHARDABLE, declared_inputs
 from runner import contracts
+from runner.compute import Compute, shards
 from runner.errors import ConfigError, PluginError
 from runner.plugins import instantiate_callable
 
@@ -52,6 +53,10 @@ class Acquisition:
     @property
     def chunkable(self) -> bool:
         return set(self.inputs) <= CHUNKABLE
+
+    @property
+    def shardable(self) -> bool:
+        return set(self.inputs) <= SHARDABLE
 
     @property
     def needs_model(self) -> bool:
@@ -98,6 +103,23 @@ def score_candidates(acquisition: Acquisition, provider: InputProvider, chunk_si
         kwargs = {name: provider.get(name, part) for name in acquisition.inputs}
         scores[part] = _scores(acquisition, kwargs, part.stop - part.start)
     return scores
+
+
+def score_shards(acquisition: Acquisition, candidates: np.ndarray, getters: dict[str, Callable[[np.ndarray], Any]],
+                 constants: dict[str, Any], chunk_size: int, shard_items: int, compute: Compute) -> np.ndarray:
+    """:func:`score_candidates` over shards of whole chunks, each shard one call of ``compute.map``.
+
+    A shard holds a whole number of chunks, so every chunk is the chunk a single pass makes and the scores
+    are the same bits wherever the shards ran.
+    """
+    size = max(1, -(-shard_items // chunk_size)) * chunk_size
+
+    def score_shard(part: slice) -> np.ndarray:
+        provider = InputProvider(candidates[part], getters, constants)
+        return score_candidates(acquisition, provider, chunk_size)
+
+    parts = compute.map(score_shard, shards(len(candidates), size))
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def _scores(acquisition: Acquisition, kwargs: dict[str, Any], n: int) -> np.ndarray:

@@ -62,6 +62,7 @@ def run_job(cfg: DictConfig) -> dict:
 def run(config: dict, run_dir: Path, threads: int) -> dict:
     """Check and build every part of the run, then, holding the run directory, run the sequence its mode names."""
     from runner.assemble import assemble
+    from runner.compute import open_compute
     from runner.loop import Session, simulate
     from runner.platform import check_act, check_project_dir, human_step, open_platform_store
     from runner.rundir import claim, exclusive
@@ -74,18 +75,22 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
         check_act(parts)  # the act settings against the platform's workflow (stages, pathways)
     if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
         sys.modules["torch"].set_num_threads(threads)
-    with exclusive(run_dir):
-        store = Store(run_dir / "state.sqlite")
-        try:
-            if parts.loop.simulated:
-                claim(store, run_dir, config, parts.fingerprint, parts.project_name)
-                return simulate(Session(parts, store, run_dir))
-            parts = open_platform_store(parts, store, run_dir)
-            return human_step(Session(parts, store, run_dir))
-        except sqlite3.DatabaseError as exc:  # damage found after the store opened (a truncated page)
-            raise unusable(store.path, exc) from None
-        finally:
-            store.close()
+    compute = open_compute(parts.compute, threads)  # an address where no Ray answers is refused before any write
+    try:
+        with exclusive(run_dir):
+            store = Store(run_dir / "state.sqlite", memmap_min_bytes=parts.compute.memmap_min_bytes)
+            try:
+                if parts.loop.simulated:
+                    claim(store, run_dir, config, parts.fingerprint, parts.project_name)
+                    return simulate(Session(parts, store, run_dir, compute))
+                parts = open_platform_store(parts, store, run_dir)
+                return human_step(Session(parts, store, run_dir, compute))
+            except sqlite3.DatabaseError as exc:  # damage found after the store opened (a truncated page)
+                raise unusable(store.path, exc) from None
+            finally:
+                store.close()
+    finally:
+        compute.close()
 
 
 def finished_summary(config: dict, run_dir: Path) -> dict | None:

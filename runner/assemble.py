@@ -19,6 +19,7 @@ from plugins.selection.initial import class_balanced_sample, split_items
 from plugins.selection.policies import POLICY_INPUTS
 from plugins.sources.dataset import Dataset
 from runner.acquire import Acquisition
+from runner.compute import ComputeSettings, compute_settings
 from runner.config import validate
 from runner.errors import ConfigError, from_plugin
 from runner.plugins import instantiate_callable, instantiate_node
@@ -132,6 +133,7 @@ class Parts:
     start: StartPlan | None  # simulation: the split and the initial labels
     audit: Audit | None  # None: no label-error detection
     fingerprint: str
+    compute: ComputeSettings
 
     @property
     def model_label(self) -> str:
@@ -198,7 +200,7 @@ def _assemble(config: dict) -> Parts:
     parts = Parts(
         config, seed, str(config["project"]["name"]), loop, selection, data, platform, dict(config["model"]),
         acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy, act, start, audit,
-        data_fingerprint(data),
+        data_fingerprint(data), compute_settings(config),
     )
     model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
     if "samples" in acquisition.inputs and not hasattr(model, "predict_proba_samples"):

@@ -73,12 +73,17 @@ def threadpools() -> list[dict[str, Any]]:
     """The BLAS and OpenMP libraries of numpy, scipy and scikit-learn, with their current thread counts.
 
     threadpoolctl lists only libraries loaded so far, and which are loaded depends on the stages this process
-    happened to run (a resumed run skips some). So the three are loaded here first, and torch's own bundled
-    libraries are left out (torch is imported only by some runs; its threads are the config's ``threads``).
+    happened to run (a resumed run skips some). So the three, and faiss (the neighbour index), are loaded here
+    first, and torch's own bundled libraries are left out (torch is imported only by some runs; its threads
+    are the config's ``threads``).
     """
     import numpy  # noqa: F401  (loads numpy's BLAS)
     import scipy.linalg  # noqa: F401  (loads scipy's BLAS)
     import sklearn  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+
+    from plugins.neighbours import faiss_module
+
+    faiss_module()  # the BLAS the neighbour index computes with
     from threadpoolctl import threadpool_info
 
     torch_dir = _package_dir("torch")

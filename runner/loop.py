@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from plugins.neighbours import NeighbourSearch
 from runner import artifacts, environment, html_report, stages
 from runner.assemble import LoopSettings, Parts
+from runner.compute import Compute, PeakMemory
 from runner.seeds import stage_rng, stage_seed
 from runner.store import GLOBAL_ROUND, Store
 from runner.views import RoundView
@@ -31,22 +33,31 @@ log = logging.getLogger("runner")
 class Session:
     """One invocation's hold on a run: its parts, its store and directory, and the model of the round at hand."""
 
-    def __init__(self, parts: Parts, store: Store, run_dir: Path) -> None:
+    def __init__(self, parts: Parts, store: Store, run_dir: Path, compute: Compute | None = None) -> None:
         self.parts = parts
         self.store = store
         self.run_dir = run_dir
         self.models: dict[int, Any] = {}
+        self.compute = compute or Compute()
+        # One neighbour index per embedding set for the whole invocation, shared by every stage.
+        self.neighbours = NeighbourSearch(parts.compute.neighbours)
+        self.memory = PeakMemory()
+        self.stage_resources: dict[str, dict] = {}  # stages run by this invocation: seconds and peak RSS
         parts.embeddings.bind(parts.data.images, lambda: store.get_array("embeddings/static"))
 
     def stage(self, round_: int, name: str, work: Callable[[], stages.Writer]) -> None:
         """Run ``work`` unless recorded done; then its writer and the done record in one transaction."""
         if self.store.is_done(round_, name):
             return
+        self.memory.start()
         started = time.perf_counter()
         write = work()
         with self.store.transaction() as tx:
             write(tx)
             tx.mark_done(round_, name, time.perf_counter() - started)
+        seconds, peak = time.perf_counter() - started, self.memory.stop()
+        self.stage_resources[f"{name}:{round_}"] = {"seconds": round(seconds, 3), "peak_rss_mib": peak}
+        log.debug(f"stage {name} (round {round_}): {seconds:.2f} s, peak RSS {peak:.0f} MiB")
 
     # --- what stages are given --------------------------------------------------------------------------
     def model(self, round_: int) -> Any | None:
@@ -70,6 +81,7 @@ class Session:
             source_columns=parts.data.extra,
             read_tags=store.tags,
             mc_samples=parts.acquisition.mc_samples,
+            neighbours=self.neighbours,
         )
 
     def candidates(self) -> np.ndarray:
@@ -94,14 +106,15 @@ class Session:
     def embed_and_measure(self, round_: int) -> None:
         parts = self.parts
         if parts.embeddings.needed:
-            self.stage(round_, "embed", lambda: stages.embed(parts.embeddings, parts.data.images))
+            self.stage(round_, "embed", lambda: stages.embed(parts.embeddings, parts.data.images, self.compute))
         if parts.metrics:
             labeled, _ = self.store.labeled()
             unlabeled = np.setdiff1d(self.store.split_indices("pool"), labeled)
             self.stage(round_, "metrics", lambda: stages.measure(
                 parts.metrics, parts.data.images, parts.data.item_ids, parts.data.n_classes,
                 parts.embeddings.static(), unlabeled, stage_rng(parts.seed, GLOBAL_ROUND, "metrics"),
-                parts.data.original,
+                original=parts.data.original, neighbours=self.neighbours, compute=self.compute,
+                shard_items=parts.compute.shard_items,
             ))
             artifacts.write_item_metrics(self.store, self.run_dir, [m.name for m in parts.metrics])
 
@@ -209,7 +222,7 @@ class Session:
                                                html_report.settings(parts.config)["removed_per_filter"])
             return stages.score(
                 view, candidates, parts.acquisition, budget, parts.selection.chunk_size,
-                "predicted" in parts.policy.inputs, rng, screened,
+                "predicted" in parts.policy.inputs, rng, screened, self.compute, parts.compute.shard_items,
             )
 
         self.stage(round_, "score", score)
@@ -236,12 +249,30 @@ class Session:
         summary["tags"] = artifacts.write_tags_csv(self.store, self.run_dir)
         summary["environment"] = environment.describe()
         summary.update(extra)
+        summary["resources"] = self.resources()
         artifacts.write_json(self.run_dir / "summary.json", summary)
         html_report.write_run_report(self.store, self.run_dir, parts, summary, rows)
         if not self.store.is_done(GLOBAL_ROUND, "finish"):
             with self.store.transaction() as tx:
                 tx.mark_done(GLOBAL_ROUND, "finish", 0.0)
         return summary
+
+
+    def resources(self) -> dict:
+        """What this invocation measured (not a property of the run: a resumed run measures only its part)."""
+        self.memory.stop()
+        found: dict[str, Any] = {
+            "compute": self.compute.name,
+            "peak_rss_mib": self.memory.overall,
+            "stages": self.stage_resources,
+        }
+        workers = self.compute.worker_peak_rss_mib()
+        if workers is not None:
+            found["worker_peak_rss_mib"] = workers
+        recalls = self.neighbours.recalls()
+        if recalls:
+            found["neighbour_indexes"] = recalls
+        return found
 
 
 def simulate(session: Session) -> dict:

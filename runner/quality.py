@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from plugins.neighbours import NeighbourSearch
+from runner.compute import Compute, shards
 from runner.errors import ConfigError
 from runner.plugins import instantiate_callable
 
@@ -24,7 +27,13 @@ class Metric:
     function: Callable[..., np.ndarray]
     source: str  # "images" or "embeddings"
     unlabeled_only: bool
-    extra_inputs: tuple[str, ...]  # "n_classes", "rng"
+    extra_inputs: tuple[str, ...]  # "n_classes", "rng", "neighbours"
+
+    @property
+    def per_item(self) -> bool:
+        """An image metric of every item that draws nothing: its value for an item depends on that item only,
+        so it can be computed shard by shard."""
+        return self.source == "images" and not self.unlabeled_only and "rng" not in self.extra_inputs
 
 
 def metric_set(metrics: dict) -> list[Metric]:
@@ -41,7 +50,7 @@ def metric_set(metrics: dict) -> list[Metric]:
             raise ConfigError(f"metrics.functions.{name}: {exc}") from None
         if not params or params[0] not in ("images", "embeddings"):
             raise ConfigError(f"metrics.functions.{name}: the first parameter must be 'images' or 'embeddings'")
-        extra = tuple(p for p in params[1:] if p in ("n_classes", "rng"))
+        extra = tuple(p for p in params[1:] if p in ("n_classes", "rng", "neighbours"))
         found.append(Metric(name, function, params[0], scopes.get(name) == "unlabeled", extra))
     return found
 
@@ -67,8 +76,13 @@ class Embeddings:
         """The run's images and how to read the stored static embeddings."""
         self.images, self.load, self._static = images, load, None
 
-    def fit_static(self, images: np.ndarray) -> np.ndarray:
-        return self.static_embedder.fit_transform(images)
+    def fit_static(self, images: Any, map_blocks: Callable | None = None) -> np.ndarray:
+        """The static embeddings; ``map_blocks`` (run a function over blocks of items, in order: the run's
+        compute backend) goes to an embedder that can spread its work, such as PixelPCA's streamed fit."""
+        fit = self.static_embedder.fit_transform
+        if map_blocks is not None and "map_blocks" in inspect.signature(fit).parameters:
+            return fit(images, map_blocks=map_blocks)
+        return fit(images)
 
     def static(self) -> np.ndarray | None:
         if self._static is None and self.load is not None:
@@ -90,32 +104,41 @@ class Embeddings:
 ORIGINAL_PIXELS_PER_CHUNK = 1 << 24
 
 
-def compute_metrics(metrics: list[Metric], images: np.ndarray, item_ids: np.ndarray, n_classes: int,
-                    static_embeddings: np.ndarray | None, unlabeled: np.ndarray,
-                    rng: np.random.Generator,
-                    original: Callable[[int], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def compute_metrics(metrics: list[Metric], images: Any, item_ids: np.ndarray, n_classes: int,
+                    static_embeddings: np.ndarray | None, unlabeled: np.ndarray, rng: np.random.Generator,
+                    original: Callable[[int], np.ndarray] | None = None,
+                    neighbours: NeighbourSearch | None = None, compute: Compute | None = None,
+                    shard_items: int | None = None) -> dict[str, np.ndarray]:
     """One float column per metric over every item (NaN where it could not be computed).
 
     Image metrics see each item's original image where the source keeps one (``original``: its own size and
     pixels, read a chunk of items at a time), else ``images``. A metric scoped to ``unlabeled`` (Image
     Diversity) is computed over the unlabelled items only. A failing metric, or failing items, are reported and
-    left NaN: a metric never stops a run.
+    left NaN: a metric never stops a run. Per-item image metrics go shard by shard through ``compute`` (as Ray
+    tasks with compute=ray); the embedding metrics search the run's shared ``neighbours``.
     """
     n = len(item_ids)
+    compute = compute or Compute()
     columns = {}
     for metric in metrics:
         scope = unlabeled if metric.unlabeled_only else np.arange(n)
         source = images if metric.source == "images" else static_embeddings
         if source is None:
             raise RuntimeError(f"metric '{metric.name}' needs embeddings, which the embed stage did not compute")
-        available = {"n_classes": n_classes, "rng": rng}
+        available = {"n_classes": n_classes, "rng": rng, "neighbours": neighbours}
         extra = {name: available[name] for name in metric.extra_inputs}
         column = np.full(n, np.nan)
         try:
             if metric.source == "images" and original is not None:
                 values = _on_originals(metric, scope, original, extra)
+            elif metric.per_item:
+                task = functools.partial(_measure_part, metric.function, metric.source, source, extra)
+                parts = compute.map(task, shards(n, shard_items or n))
+                values = np.concatenate(parts) if parts else np.zeros(0)
             else:
-                values = np.asarray(metric.function(**{metric.source: source[scope]}, **extra), dtype=np.float64)
+                # Every item: the array itself, not a copy of it through an index.
+                given = source if len(scope) == n else source[scope]
+                values = np.asarray(metric.function(**{metric.source: given}, **extra), dtype=np.float64)
             if values.shape != (len(scope),):
                 raise ValueError(f"returned shape {values.shape}, expected ({len(scope)},)")
             column[scope] = values
@@ -156,3 +179,6 @@ def _on_originals(metric: Metric, scope: np.ndarray, original: Callable[[int], n
     if batch:
         flush()
     return np.concatenate(parts) if parts else np.zeros(0)
+def _measure_part(function: Callable[..., np.ndarray], source_name: str, source: Any, extra: dict,
+                  part: slice) -> np.ndarray:
+    return np.asarray(function(**{source_name: source[part]}, **extra), dtype=np.float64)

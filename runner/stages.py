@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from runner.acquire import Acquisition, InputProvider, score_candidates, select_batch
+from plugins.neighbours import NeighbourSearch
+from runner.acquire import Acquisition, InputProvider, score_candidates, score_shards, select_batch
 from runner.audit import out_of_fold_probs
+from runner.compute import Compute
 from runner.errors import PluginError
 from runner.quality import Embeddings, Metric, compute_metrics
 from runner.store import GLOBAL_ROUND, Store
@@ -135,16 +137,18 @@ def audit(round_: int, images: np.ndarray, indices: np.ndarray, labels: np.ndarr
     return lambda tx: tx.record_label_issues(round_, *rows)
 
 
-def embed(embeddings: Embeddings, images: np.ndarray) -> Writer:
-    vectors = embeddings.fit_static(images)
+def embed(embeddings: Embeddings, images: Any, compute: Compute | None = None) -> Writer:
+    vectors = embeddings.fit_static(images, None if compute is None else compute.map)
     return lambda tx: tx.put_array("embeddings/static", vectors)
 
 
-def measure(metrics: list[Metric], images: np.ndarray, item_ids: np.ndarray, n_classes: int,
+def measure(metrics: list[Metric], images: Any, item_ids: np.ndarray, n_classes: int,
             static_embeddings: np.ndarray | None, unlabeled: np.ndarray, rng: np.random.Generator,
-            original: Callable[[int], np.ndarray] | None = None) -> Writer:
+            original: Callable[[int], np.ndarray] | None = None, neighbours: NeighbourSearch | None = None,
+            compute: Compute | None = None, shard_items: int | None = None) -> Writer:
     """Metric columns over every item; image metrics on the original images where the source keeps them."""
-    columns = compute_metrics(metrics, images, item_ids, n_classes, static_embeddings, unlabeled, rng, original)
+    columns = compute_metrics(metrics, images, item_ids, n_classes, static_embeddings, unlabeled, rng,
+                              original=original, neighbours=neighbours, compute=compute, shard_items=shard_items)
 
     def write(tx: Store) -> None:
         for name, values in columns.items():
@@ -154,17 +158,26 @@ def measure(metrics: list[Metric], images: np.ndarray, item_ids: np.ndarray, n_c
 
 
 def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, budget: float, chunk_size: int,
-          needs_predicted: bool, rng: np.random.Generator, screened: dict) -> Writer:
+          needs_predicted: bool, rng: np.random.Generator, screened: dict, compute: Compute | None = None,
+          shard_items: int | None = None) -> Writer:
     """Score the (filtered) candidates, or let a batch strategy choose its positions, and keep the result.
 
     A batch strategy's answer stays what it is, an ordered list of positions; a score function's answer is one
-    score per candidate, turned into a batch by the selection policy in ``select``. ``screened`` (see
-    :func:`screening_record`) is kept beside them, for the report.
+    score per candidate, turned into a batch by the selection policy in ``select``. A score function that
+    needs only the model's predictions is computed shard by shard through ``compute`` (Ray tasks with
+    compute=ray), with the same result. ``screened`` (see :func:`screening_record`) is kept beside them, for
+    the report.
     """
-    provider = InputProvider(candidates, view.inputs(acquisition), {"rng": rng, "n_classes": view.n_classes})
+    constants = {"rng": rng, "n_classes": view.n_classes, "neighbours": view.neighbours}
+    provider = InputProvider(candidates, view.inputs(acquisition), constants)
     result: dict[str, np.ndarray] = {"candidates": candidates}
     if acquisition.is_batch:
         result["positions"] = select_batch(acquisition, provider, int(budget))
+    elif compute is not None and acquisition.shardable and view.has_model:
+        predictor = view.predictor
+        getters: dict[str, Callable[[np.ndarray], Any]] = {"probs": predictor.probs, "samples": predictor.samples}
+        result["scores"] = score_shards(acquisition, candidates, getters, {"n_classes": view.n_classes}, chunk_size,
+                                        shard_items or len(candidates), compute)
     else:
         result["scores"] = score_candidates(acquisition, provider, chunk_size)
     if needs_predicted:

@@ -8,6 +8,10 @@ Tables
 - ``selections``: the items each round chose, with score and rank (1 = label first).
 - ``stages``: which stage of which round finished, and how long it took.
 - ``blobs``: named binary values (fitted models, score arrays, embeddings, metric columns).
+- ``array_files``: named arrays too large for a blob (``memmap_min_bytes`` and up), each in its own ``.npy``
+  file under ``arrays/`` beside the store, read back memory-mapped. The file is written (atomically) inside the
+  stage's transaction and the row names it, so a stage's arrays land with it; a file a killed stage left
+  behind, or one whose row was dropped, is removed the next time the store opens.
 - ``tags``: named tags on items (``to_label_next`` on a selection, items parked in Complete); filters read them.
 - ``label_issues``: per round, the labelled items whose label looks wrong (given and suggested class, score).
 - ``relabels``: per round, the suspects sent back for another look, with score and rank (1 = first).
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.files import atomic_write, save_npy
 from runner.errors import ConfigError
 
 SCHEMA = """
@@ -59,6 +64,7 @@ CREATE TABLE IF NOT EXISTS stages (
     PRIMARY KEY (round, stage)
 );
 CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS array_files (name TEXT PRIMARY KEY, file TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS tags (
     idx INTEGER NOT NULL REFERENCES items(idx),
     tag TEXT NOT NULL,
@@ -94,10 +100,14 @@ class StoreError(ConfigError):
 class Store:
     """Thin typed access to ``state.sqlite``. Writes happen only inside :meth:`transaction`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, memmap_min_bytes: int | None = None) -> None:
+        """``memmap_min_bytes``: arrays at least this large are kept in files (None: every array in a blob)."""
         self.path = Path(path)
+        self.arrays_dir = self.path.parent / "arrays"
+        self.memmap_min_bytes = memmap_min_bytes
         existed = self.path.is_file() and self.path.stat().st_size > 0
         self._in_tx = False
+        self._unlink_after_commit: list[Path] = []
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -113,6 +123,7 @@ class Store:
             with self.transaction():
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     self._conn.execute(statement)
+            self._remove_unreferenced_files()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise unusable(self.path, exc) from None
@@ -145,9 +156,14 @@ class Store:
             yield self
         except BaseException:
             self._conn.execute("ROLLBACK")
+            self._unlink_after_commit.clear()
             raise
         else:
             self._conn.execute("COMMIT")
+            # Only once no committed row names them; a kill before this leaves them to the next opening.
+            for path in self._unlink_after_commit:
+                path.unlink(missing_ok=True)
+            self._unlink_after_commit.clear()
         finally:
             self._in_tx = False
 
@@ -283,16 +299,57 @@ class Store:
         return None if row is None else bytes(row[0])
 
     def delete_blobs(self, prefix: str) -> None:
-        self._write("DELETE FROM blobs WHERE name LIKE ? ESCAPE '\\'", (prefix.replace("_", "\\_") + "%",))
+        """Blobs and array files whose name starts with ``prefix``."""
+        pattern = prefix.replace("_", "\\_") + "%"
+        self._write("DELETE FROM blobs WHERE name LIKE ? ESCAPE '\\'", (pattern,))
+        files = self._conn.execute("SELECT file FROM array_files WHERE name LIKE ? ESCAPE '\\'", (pattern,))
+        self._unlink_after_commit.extend(self.arrays_dir / row[0] for row in files.fetchall())
+        self._write("DELETE FROM array_files WHERE name LIKE ? ESCAPE '\\'", (pattern,))
 
     def put_array(self, name: str, array: np.ndarray) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        self.put_blob(name, buffer.getvalue())
+        """Keep ``array`` under ``name``: in a blob, or in its own file when it is at least memmap_min_bytes."""
+        array = np.asarray(array)
+        if self.memmap_min_bytes is None or array.nbytes < self.memmap_min_bytes:
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            self.put_blob(name, buffer.getvalue())
+            self._drop_array_file(name)
+            return
+        if not self._in_tx:
+            raise RuntimeError("store writes must happen inside a transaction")
+        file = name.replace("/", "__") + ".npy"
+        self.arrays_dir.mkdir(exist_ok=True)
+        atomic_write(self.arrays_dir / file, lambda tmp: save_npy(tmp, array))
+        self._write("DELETE FROM blobs WHERE name = ?", (name,))
+        self._write("INSERT OR REPLACE INTO array_files(name, file) VALUES (?, ?)", (name, file))
+
+    def _drop_array_file(self, name: str) -> None:
+        row = self._conn.execute("SELECT file FROM array_files WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            self._unlink_after_commit.append(self.arrays_dir / row[0])
+            self._write("DELETE FROM array_files WHERE name = ?", (name,))
 
     def get_array(self, name: str) -> np.ndarray | None:
+        """The array stored under ``name`` (read-only and memory-mapped when it lives in a file), or None."""
         data = self.get_blob(name)
-        return None if data is None else np.load(io.BytesIO(data), allow_pickle=False)
+        if data is not None:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        row = self._conn.execute("SELECT file FROM array_files WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        path = self.arrays_dir / row[0]
+        if not path.is_file():
+            raise StoreError(f"{self.path} names {path}, which is missing; {START_OVER}")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    def _remove_unreferenced_files(self) -> None:
+        """Array files no committed row names: a stage killed before its commit, or a deletion cut short."""
+        if not self.arrays_dir.is_dir():
+            return
+        named = {row[0] for row in self._conn.execute("SELECT file FROM array_files")}
+        for path in self.arrays_dir.iterdir():
+            if path.name not in named:
+                path.unlink(missing_ok=True)
 
     def array(self, name: str) -> np.ndarray:
         """An array an earlier stage of this run stored; its absence means the store was changed by hand."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.neighbours import NeighbourSearch
 from runner import contracts
 from runner.acquire import Acquisition
 from runner.errors import ConfigError, PluginError
@@ -19,26 +20,17 @@ from runner.quality import Embeddings
 
 
 @dataclass(frozen=True)
-class RoundView:
-    round_: int
+class Predictor:
+    """The round's model over the project's images: probabilities and MC samples of any items, checked.
+
+    Holds nothing tied to this process (no store), so a shard of the score stage can run it as a Ray task.
+    """
+
     model: Any | None
-    labeled: np.ndarray  # indices of the labelled items
-    images: np.ndarray
-    class_names: list[str]
+    images: Any
+    n_classes: int
     model_label: str
-    embedder: Embeddings
-    read_metric: Callable[[str], np.ndarray | None]
-    source_columns: dict[str, Any]
-    read_tags: Callable[[], dict[int, set[str]]]
     mc_samples: int | None = None
-
-    @property
-    def has_model(self) -> bool:
-        return self.model is not None
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
 
     def probs(self, indices: np.ndarray) -> np.ndarray | None:
         if self.model is None:
@@ -63,6 +55,43 @@ class RoundView:
             raise PluginError(f"{self.model_label}: MC samples were asked for but the model cannot give them")
         drawn = model.predict_proba_samples(self.images[indices], int(self.mc_samples))
         return contracts.check_samples(drawn, int(self.mc_samples), len(indices), self.n_classes, self.model_label)
+
+
+@dataclass(frozen=True)
+class RoundView:
+    round_: int
+    model: Any | None
+    labeled: np.ndarray  # indices of the labelled items
+    images: Any
+    class_names: list[str]
+    model_label: str
+    embedder: Embeddings
+    read_metric: Callable[[str], np.ndarray | None]
+    source_columns: dict[str, Any]
+    read_tags: Callable[[], dict[int, set[str]]]
+    mc_samples: int | None = None
+    neighbours: NeighbourSearch | None = None  # the run's shared neighbour search
+
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def predictor(self) -> Predictor:
+        return Predictor(self.model, self.images, self.n_classes, self.model_label, self.mc_samples)
+
+    def probs(self, indices: np.ndarray) -> np.ndarray | None:
+        return self.predictor.probs(indices)
+
+    def predictions(self, indices: np.ndarray) -> np.ndarray | None:
+        return self.predictor.predictions(indices)
+
+    def samples(self, indices: np.ndarray) -> np.ndarray:
+        return self.predictor.samples(indices)
 
     def embeddings(self, indices: np.ndarray) -> np.ndarray:
         return self.embedder.of(indices, self.model)

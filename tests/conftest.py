@@ -40,7 +40,9 @@ def run_in_process(run_dir: Path, *overrides: str) -> dict:
     from threadpoolctl import threadpool_limits
 
     from runner.app import run
+    from runner.environment import threadpools
 
+    threadpools()  # loads every library the environment record lists, so that the limit below reaches them all
     config = compose_config(*overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     with threadpool_limits(limits=int(config["threads"])):

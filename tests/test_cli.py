@@ -8,6 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from runner.errors import ConfigError
@@ -157,18 +158,25 @@ runpy.run_module("runner", run_name="__main__")
 """
 
 
+# Every array in its own memory-mapped file (arrays/), and stages that write and delete such files.
+MEMMAP = ("compute.memmap_min_bytes=0", "metrics=quality")
+
+
 @pytest.mark.parametrize(
-    ("mode", "target"),
+    ("mode", "target", "extra"),
     [
-        pytest.param("after", "train:1", marks=pytest.mark.slow),
-        pytest.param("after", "select:0", marks=pytest.mark.slow),
-        ("inside", "act:1"),
-        pytest.param("inside", "import:-1", marks=pytest.mark.slow),
-        pytest.param("after", "evaluate:3", marks=pytest.mark.slow),
+        pytest.param("after", "train:1", (), marks=pytest.mark.slow),
+        pytest.param("after", "select:0", (), marks=pytest.mark.slow),
+        ("inside", "act:1", ()),
+        pytest.param("inside", "import:-1", (), marks=pytest.mark.slow),
+        pytest.param("after", "evaluate:3", (), marks=pytest.mark.slow),
+        ("inside", "score:1", MEMMAP),
+        pytest.param("inside", "act:0", MEMMAP, marks=pytest.mark.slow),
+        pytest.param("inside", "metrics:-1", MEMMAP, marks=pytest.mark.slow),
     ],
 )
-def test_killed_run_resumes_to_the_same_files(tmp_path, mode, target):
-    overrides = ("loop.rounds=3",)
+def test_killed_run_resumes_to_the_same_files(tmp_path, mode, target, extra):
+    overrides = ("loop.rounds=3", *extra)
     reference = tmp_path / "reference"
     run_here(reference, *overrides)
 
@@ -180,7 +188,8 @@ def test_killed_run_resumes_to_the_same_files(tmp_path, mode, target):
 
     assert selections(run_dir) == selections(reference)
     assert accuracies(run_dir) == accuracies(reference)
-    strip = lambda s: {k: v for k, v in s.items() if k != "stage_seconds_total"}  # noqa: E731
+    # Measurements of the invocation, not results of the run.
+    strip = lambda s: {k: v for k, v in s.items() if k not in ("stage_seconds_total", "resources")}  # noqa: E731
     assert strip(json.loads((run_dir / "summary.json").read_text())) == strip(
         json.loads((reference / "summary.json").read_text())
     )
@@ -191,6 +200,13 @@ def test_killed_run_resumes_to_the_same_files(tmp_path, mode, target):
     )
     assert listing(run_dir) == listing(reference)
     assert not [p for p in run_dir.rglob("*.tmp")]
+    if extra == MEMMAP:  # the arrays that outlive their round are files, and they are the same files
+        files = sorted(p.name for p in (reference / "arrays").iterdir())
+        assert "embeddings__static.npy" in files and "metrics__uniqueness.npy" in files
+        assert not any(name.startswith(("scores__", "candidates__")) for name in files)  # dropped after act
+        for name in files:
+            assert np.array_equal(np.load(run_dir / "arrays" / name), np.load(reference / "arrays" / name),
+                                  equal_nan=True), name
     with sqlite3.connect(run_dir / "state.sqlite") as db:
         stages = db.execute("SELECT round, stage, COUNT(*) FROM stages GROUP BY round, stage HAVING COUNT(*) > 1")
         assert stages.fetchall() == []

@@ -1,18 +1,18 @@
 """Scores from T stochastic predictions per item (MC dropout or an ensemble), ``samples`` of shape (T, n, C).
 
-Higher = label first.
+Higher = label first. Scores come in the samples' floating dtype (float32 in, float32 out).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from plugins.acquisition.uncertainty import entropy
+from plugins.acquisition.uncertainty import entropy, floating
 
 
 def bald(samples: np.ndarray) -> np.ndarray:
     """Mutual information between prediction and model: H(mean_t p_t) - mean_t H(p_t), clipped at 0."""
-    s = np.asarray(samples, dtype=np.float64)
+    s = floating(samples)
     t, n, c = s.shape
     predictive = entropy(s.mean(axis=0))
     expected = entropy(s.reshape(t * n, c)).reshape(t, n).mean(axis=0)
@@ -22,14 +22,14 @@ def bald(samples: np.ndarray) -> np.ndarray:
 
 def variation_ratios(samples: np.ndarray) -> np.ndarray:
     """1 - (number of samples voting for the modal class) / T."""
-    s = np.asarray(samples)
+    s = floating(samples)
     t, n, c = s.shape
     votes = s.argmax(axis=2)
     counts = np.zeros((n, c), dtype=np.int64)
     np.add.at(counts, (np.broadcast_to(np.arange(n), (t, n)), votes), 1)
-    return 1.0 - counts.max(axis=1) / t
+    return (1.0 - counts.max(axis=1) / t).astype(s.dtype)
 
 
 def mean_std(samples: np.ndarray) -> np.ndarray:
     """Mean over classes of the standard deviation over samples of p[c]."""
-    return np.asarray(samples, dtype=np.float64).std(axis=0).mean(axis=1)
+    return floating(samples).std(axis=0).mean(axis=1)

@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering
-from sklearn.neighbors import NearestNeighbors
 
 from plugins.acquisition.uncertainty import margin
+from plugins.neighbours import NeighbourSearch
 from plugins.selection.policies import topk
 
 # Average linkage keeps an O(n^2) distance matrix: 5,000 items is about 100 MB.
@@ -60,7 +60,8 @@ def hac_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.n
     fitted = AgglomerativeClustering(n_clusters=clusters, linkage="average").fit_predict(x[fit])
     if len(fit) == n:
         return fitted.astype(np.int64)
-    nearest = NearestNeighbors(n_neighbors=1).fit(x[fit]).kneighbors(x, return_distance=False)[:, 0]
+    nearest, _ = NeighbourSearch().over(x[fit], share=False).search(1, x)
+    nearest = nearest[:, 0]
     return fitted[nearest].astype(np.int64)
 
 

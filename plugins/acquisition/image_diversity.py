@@ -28,7 +28,12 @@ def positions(embeddings: np.ndarray, n_classes: int, rng: np.random.Generator) 
         return np.zeros(n, dtype=np.int64)
     model = KMeans(n_clusters=k, n_init=3, random_state=int(rng.integers(2**31 - 1))).fit(x)
     labels = model.labels_.astype(np.int64)
-    return merged_positions(labels, np.linalg.norm(x - model.cluster_centers_[labels], axis=1))
+    # Row by row the same norms as one expression, in blocks so the temporaries stay small at a million rows.
+    distances = np.empty(n)
+    for start in range(0, n, 1 << 16):
+        part = slice(start, start + (1 << 16))
+        distances[part] = np.linalg.norm(x[part] - model.cluster_centers_[labels[part]], axis=1)
+    return merged_positions(labels, distances)
 
 
 def image_diversity(embeddings: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:

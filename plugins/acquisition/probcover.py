@@ -12,16 +12,21 @@ pseudo-labels, and a ball is pure when it holds only points of its centre's clus
 exactly when delta is below the distance from x to the nearest point of another cluster, so the largest delta
 with at least a ``purity`` fraction of pure balls sits just below a quantile of those distances: no grid
 search needed. The distances come from a seeded subsample of ``DELTA_SAMPLE`` points when there are more.
+
+The balls come from the run's shared neighbour index over the candidates (``plugins.neighbours``). Where that
+index is exact (small pools) a ball holds every candidate within delta, as the paper defines it. Where it is
+approximate (large pools) a ball holds at most ``max_neighbours`` candidates, the nearest ones within delta:
+the graph then has at most n * max_neighbours edges (about 260 MB both ways at 1,000,000 candidates and 32),
+and a dense ball counts as covering its ``max_neighbours`` nearest points, not every point within delta.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
 from sklearn.cluster import KMeans
-from sklearn.neighbors import NearestNeighbors
 
 from plugins.acquisition.inputs import pool_and_labeled
+from plugins.neighbours import NeighbourSearch, search_for
 
 DELTA_SAMPLE = 5000
 # Refuse graphs past this many edges (4-byte index + 4-byte value each, plus build copies): about 1-2 GB.
@@ -36,11 +41,13 @@ def probcover(
     rng: np.random.Generator,
     delta: float | None = None,
     purity: float = 0.95,
+    max_neighbours: int = 32,
+    neighbours: NeighbourSearch | None = None,
 ) -> np.ndarray:
     """Positions of ``min(budget, n)`` candidates chosen by greedy delta-ball coverage, in the order chosen.
 
     ``rng`` only seeds the k-means and the subsample used to pick delta; with ``delta`` given the result is
-    fully deterministic.
+    fully deterministic. ``max_neighbours`` bounds a ball where the neighbour index is approximate.
     """
     x, labeled, k = pool_and_labeled(embeddings, labeled_embeddings, budget)
     if k == 0:
@@ -49,14 +56,20 @@ def probcover(
     if delta is None:
         delta = purity_delta(np.concatenate([x, labeled]) if len(labeled) else x, n_classes, rng, purity)
 
-    index = NearestNeighbors(radius=float(delta)).fit(x)
-    graph = _ball_graph(index, x)
+    index = search_for(neighbours).over(x)
+    try:
+        graph = index.within(float(delta), max_neighbours=max_neighbours, max_entries=MAX_EDGES)
+    except ValueError:
+        raise ValueError(
+            f"ProbCover's delta-ball graph passed {MAX_EDGES} edges; lower delta or score a pool subset"
+        ) from None
     covered = np.zeros(n, dtype=bool)
     if len(labeled):
-        for row in index.radius_neighbors(labeled, return_distance=False):
-            covered[row] = True
+        covered[index.within(float(delta), labeled, max_neighbours=max_neighbours).indices] = True
+    # Row i of the graph is i's ball; row j of its transpose lists the balls that hold j.
+    holders = graph.T.tocsr()
 
-    # gain[i] = uncovered points in i's ball; the relation is symmetric, so the graph serves both directions.
+    # gain[i] = uncovered points in i's ball.
     gain = np.asarray(graph @ (~covered).astype(np.int32)).ravel().astype(np.int64)
     degree = np.diff(graph.indptr)
     available = np.ones(n, dtype=bool)
@@ -72,7 +85,7 @@ def probcover(
         newly = ball[~covered[ball]]
         if len(newly):
             covered[newly] = True
-            gain -= np.asarray(graph[newly].sum(axis=0)).ravel().astype(np.int64)
+            gain -= np.asarray(holders[newly].sum(axis=0)).ravel().astype(np.int64)
     return chosen
 
 
@@ -89,28 +102,12 @@ def purity_delta(
         # One cluster: every ball is pure; any radius covering the whole set does.
         return float(np.ptp(x, axis=0).max() * np.sqrt(x.shape[1])) or 1.0
     to_other = np.full(len(x), np.inf)
+    exact = NeighbourSearch()
     for label in np.unique(labels):
         inside = labels == label
-        distances, _ = NearestNeighbors(n_neighbors=1).fit(x[~inside]).kneighbors(x[inside])
+        _, distances = exact.over(x[~inside], share=False).search(1, x[inside])
         to_other[inside] = distances[:, 0]
     # Ball i is pure iff delta < to_other[i]. Just below the q-th smallest value, the n - q balls from it up
     # are pure, and q = floor((1 - purity) n) is the largest q that keeps n - q >= purity * n.
     q = min(int(np.floor((1.0 - purity) * len(x))), len(x) - 1)
     return float(max(np.nextafter(np.sort(to_other)[q], 0.0), 0.0))
-
-
-def _ball_graph(index: NearestNeighbors, x: np.ndarray) -> sparse.csr_matrix:
-    """Sparse 0/1 matrix with a 1 at (i, j) when ||x_i - x_j|| <= delta, built in row blocks."""
-    blocks = []
-    edges = 0
-    for start in range(0, len(x), 4096):
-        block = index.radius_neighbors_graph(x[start : start + 4096], mode="connectivity")
-        edges += block.nnz
-        if edges > MAX_EDGES:
-            raise ValueError(
-                f"ProbCover's delta-ball graph passed {MAX_EDGES} edges; lower delta or score a pool subset"
-            )
-        blocks.append(block)
-    graph = sparse.vstack(blocks).tocsr().astype(np.int32)
-    graph.sort_indices()
-    return graph

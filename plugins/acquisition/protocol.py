@@ -7,6 +7,8 @@ The runner reads a function's required parameters and passes each by name:
 - ``embeddings``: embeddings of the candidates, (n, d); ``labeled_embeddings``: of the labelled items, (m, d)
 - ``metrics``: the computed metric columns of the candidates, a mapping from metric name to (n,)
 - ``n_classes``, ``n_items`` (number of candidates), ``rng`` (the stage's seeded numpy Generator)
+- ``neighbours``: the run's shared neighbour search (``plugins.neighbours.NeighbourSearch``); an index asked of
+  it for the same vectors is built once and reused
 - ``budget``: items to select. A function that takes it is a *batch strategy* and returns the positions to label,
   best first; any other returns one score per candidate, higher = label first.
 
@@ -29,12 +31,15 @@ INPUTS = {
     "n_classes": "number of classes",
     "n_items": "number of candidates",
     "rng": "the stage's seeded numpy Generator",
+    "neighbours": "the run's shared neighbour search",
     "budget": "items to select (makes the function a batch strategy)",
 }
 MODEL_INPUTS = frozenset({"probs", "samples"})
 EMBEDDING_INPUTS = frozenset({"embeddings", "labeled_embeddings"})
 # Functions needing only these can see one chunk of the pool at a time, so memory stays bounded on large pools.
 CHUNKABLE = frozenset({"probs", "samples", "n_items", "rng"})
+# Chunkable functions that draw nothing can also split the pool into shards computed anywhere (Ray tasks).
+SHARDABLE = CHUNKABLE - {"rng"}
 
 
 def declared_inputs(function: Callable, known: frozenset[str] | dict = frozenset(INPUTS)) -> tuple[str, ...]:

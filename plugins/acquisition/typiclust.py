@@ -13,13 +13,18 @@ next picks go round again. Works with m = 0.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.neighbors import NearestNeighbors
+from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import pool_and_labeled
+from plugins.neighbours import NeighbourSearch, faiss_module
 
-# Above this many clusters full k-means gets slow; the paper's runs switch to mini-batch k-means there too.
+# Above this many clusters full k-means gets slow; the paper's runs switch to mini-batch k-means there. Here
+# faiss's k-means takes over instead (float32, KMEANS_ITERATIONS Lloyd steps from a seeded start, fitted on a
+# seeded sample of KMEANS_POINTS_PER_CLUSTER points per cluster, then every point assigned to its nearest
+# centre): at 100,000 candidates and 1,020 clusters it takes seconds where mini-batch k-means took half a minute.
 FULL_KMEANS_MAX_CLUSTERS = 50
+KMEANS_ITERATIONS = 10
+KMEANS_POINTS_PER_CLUSTER = 40
 
 
 def typiclust(
@@ -70,14 +75,17 @@ def typicality_scores(points: np.ndarray, k_neighbors: int = 20) -> np.ndarray:
 
 
 def kmeans_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """Seeded k-means labels (mini-batch above ``FULL_KMEANS_MAX_CLUSTERS`` clusters)."""
+    """Seeded k-means labels (faiss's k-means above ``FULL_KMEANS_MAX_CLUSTERS`` clusters)."""
     seed = int(rng.integers(2**31 - 1))
     n_clusters = max(1, min(int(n_clusters), len(x)))
     if n_clusters <= FULL_KMEANS_MAX_CLUSTERS:
-        model = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed)
+        labels = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(x)
     else:
-        model = MiniBatchKMeans(n_clusters=n_clusters, n_init=3, random_state=seed, batch_size=4096)
-    labels = model.fit_predict(x)
+        points = np.ascontiguousarray(x, dtype=np.float32)
+        model = faiss_module().Kmeans(points.shape[1], n_clusters, niter=KMEANS_ITERATIONS, seed=seed,
+                                      max_points_per_centroid=KMEANS_POINTS_PER_CLUSTER)
+        model.train(points)
+        labels = model.index.search(points, 1)[1][:, 0]
     # Relabel to 0..K'-1 so that empty clusters (possible with mini-batch) leave no gaps.
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
@@ -87,6 +95,7 @@ def _typicality(points: np.ndarray, k_neighbors: int) -> np.ndarray:
     if len(points) < 2:
         return np.ones(len(points))
     k = min(int(k_neighbors), len(points) - 1)
-    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
-    # Column 0 is the point itself (distance 0); duplicates can make the mean 0, hence the floor.
+    # One cluster's points: a set of its own, searched exactly. Column 0 is the point itself (distance 0);
+    # duplicates can make the mean 0, hence the floor.
+    _, distances = NeighbourSearch().over(points, share=False).search(k + 1, points)
     return 1.0 / np.maximum(distances[:, 1:].mean(axis=1), 1e-12)

@@ -2,34 +2,89 @@
 
 Every function returns one float per item and higher always means "label first"; the two scores whose natural
 reading is "lowest first" (margin, variance) are negated here, once.
+
+Scores come in the input's floating dtype (float32 in, float32 out; anything else is computed in float64), and
+the work goes through the pool ``BLOCK_ROWS`` rows at a time, so the temporaries are a block's worth whatever n
+is: on a 1,000,000 x 10 float32 pool the extra memory is the 4 MB of scores plus about 1 MB.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+# Rows per block: a block of 10 float32 columns fits in the CPU's L2 cache with its temporaries.
+BLOCK_ROWS = 16384
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
     """Shannon entropy -sum_c p log p in nats, with 0 log 0 = 0."""
-    p = np.asarray(probs, dtype=np.float64)
-    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
-    return -(p * logs).sum(axis=1)
+
+    def block_entropy(p: np.ndarray) -> np.ndarray:
+        logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+        logs *= p
+        return -logs.sum(axis=1)
+
+    return by_blocks(probs, block_entropy)
 
 
 def least_confidence(probs: np.ndarray) -> np.ndarray:
     """1 - max_c p."""
-    return 1.0 - np.asarray(probs, dtype=np.float64).max(axis=1)
+
+    def block_least_confidence(p: np.ndarray) -> np.ndarray:
+        top = column_extremes(p)[0]
+        return np.subtract(1, top, out=top)
+
+    return by_blocks(probs, block_least_confidence)
 
 
 def margin(probs: np.ndarray) -> np.ndarray:
     """-(top1 - top2): the smallest gap between the two most likely classes scores highest."""
-    p = np.asarray(probs, dtype=np.float64)
-    if p.shape[1] < 2:
-        return np.zeros(len(p))
-    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
-    return -(top2[:, 1] - top2[:, 0])
+
+    def block_margin(p: np.ndarray) -> np.ndarray:
+        if p.shape[1] < 2:
+            return np.zeros(len(p), dtype=p.dtype)
+        top1, top2 = column_extremes(p)
+        return np.subtract(top2, top1, out=top2)
+
+    return by_blocks(probs, block_margin)
 
 
 def variance(probs: np.ndarray) -> np.ndarray:
     """-var_c p: the flattest class distribution scores highest."""
-    return -np.asarray(probs, dtype=np.float64).var(axis=1)
+    return by_blocks(probs, lambda p: -p.var(axis=1))
+
+
+def floating(values: np.ndarray) -> np.ndarray:
+    """``values`` as an array in its own floating dtype, or in float64 when it has none."""
+    array = np.asarray(values)
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
+
+
+def by_blocks(probs: np.ndarray, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``score`` applied to blocks of BLOCK_ROWS rows of (n, C) ``probs``; one value per row, in probs' dtype."""
+    p = floating(probs)
+    if p.ndim != 2:
+        raise ValueError(f"probs must have shape (n, C), got {p.shape}")
+    out = np.empty(len(p), dtype=p.dtype)
+    for start in range(0, len(p), BLOCK_ROWS):
+        out[start : start + BLOCK_ROWS] = score(p[start : start + BLOCK_ROWS])
+    return out
+
+
+def column_extremes(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the largest and second-largest value (equal when the top is tied), exact in any order.
+
+    One pass over the class columns of the transposed block: with few classes that is several times faster than
+    a maximum or a partition along each short row.
+    """
+    columns = np.ascontiguousarray(p.T)
+    top1 = columns[0].copy()
+    top2 = np.full(len(top1), -np.inf, dtype=p.dtype)
+    lower = np.empty_like(top1)
+    for column in columns[1:]:
+        np.minimum(top1, column, out=lower)
+        np.maximum(top2, lower, out=top2)
+        np.maximum(top1, column, out=top1)
+    return top1, top2

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 from sklearn.decomposition import PCA
 
-from plugins.metrics.embedding_space import distinct_rows
+from plugins.metrics.embedding_space import distinct_rows, row_digests
 
 COVARIANCE_MAX_PIXELS = 2048
 EXACT_MAX_RANK = 1000
+# Items per block of the streamed fit: fixed, so the sums (and so the embeddings) never depend on how the
+# blocks are spread over processes or machines.
+STREAM_BLOCK = 32768
+# map_blocks(function, blocks) -> [function(block) for block in blocks], in order, run wherever the caller likes.
+BlockMap = Callable[[Callable[[slice], Any], Sequence[slice]], list]
 
 
 def pca_solver(n_items: int, n_pixels: int) -> str:
@@ -34,17 +42,31 @@ class PixelPCA:
     non-finite pixel take no part in the fit and get a row of NaN, which the embedding metrics treat as
     "cannot be placed". Identical images get bit-identical rows (each distinct image is projected once), so
     exact duplicates stay exact duplicates for ``plugins.metrics.uniqueness``.
+
+    Above ``stream_above`` items the fit streams: the mean and the pixel covariance are summed over fixed
+    blocks of STREAM_BLOCK items (each block a task of ``map_blocks`` when given, in this process otherwise),
+    float32 products inside a block and float64 sums across blocks, added in block order, so the result does
+    not depend on where the blocks ran. The axes are the covariance's leading eigenvectors and the projection
+    goes block by block; memory holds one block of pixels and the (n, d) result. Duplicates are found by a
+    128-bit digest of each image's pixels instead of by sorting the images.
     """
 
-    def __init__(self, n_components: int = 50, random_state: int = 0) -> None:
+    def __init__(self, n_components: int = 50, random_state: int = 0, stream_above: int | None = None) -> None:
         if int(n_components) < 1:
             raise ValueError(f"n_components must be at least 1, got {n_components}")
         self.n_components = int(n_components)
         self.random_state = int(random_state)
+        self.stream_above = None if stream_above is None else int(stream_above)
         self.pca: PCA | None = None
+        self.mean_: np.ndarray | None = None
+        self.components_: np.ndarray | None = None
 
-    def fit_transform(self, images: np.ndarray) -> np.ndarray:
+    def fit_transform(self, images: Any, map_blocks: BlockMap | None = None) -> np.ndarray:
         """(n, H, W[, C]) images -> (n, d) float32 embeddings, d = min(n_components, finite items, pixels)."""
+        if self.stream_above is not None and len(images) > self.stream_above:
+            return self._streamed(images, map_blocks or (lambda function, blocks: [function(b) for b in blocks]))
+        if hasattr(images, "__array__") and not isinstance(images, np.ndarray):  # images on disk, few enough to hold
+            images = np.asarray(images)
         if not isinstance(images, np.ndarray) or images.dtype == object:
             raise ValueError("PixelPCA needs one array of equally sized images; resize ragged images first")
         if images.ndim < 2:
@@ -64,3 +86,59 @@ class PixelPCA:
         out = np.full((len(images), d), np.nan, dtype=np.float32)
         out[finite] = projected
         return out
+
+    def _streamed(self, images: Any, map_blocks: BlockMap) -> np.ndarray:
+        n = len(images)
+        if len(images.shape) < 2:
+            raise ValueError(f"images must have shape (n, H, W[, C]), got {images.shape}")
+        blocks = [slice(start, min(start + STREAM_BLOCK, n)) for start in range(0, n, STREAM_BLOCK)]
+        firsts = map_blocks(lambda block: _block_sums(images, block), blocks)
+        count = sum(c for c, _, _ in firsts)
+        if count == 0:
+            raise ValueError("PixelPCA found no image without non-finite pixels to fit on")
+        total = firsts[0][1].copy()
+        for _, sums, _ in firsts[1:]:
+            total += sums
+        mean = total / count
+        partials = map_blocks(lambda block: _block_scatter(images, block, mean), blocks)
+        scatter = partials[0].copy()
+        for part in partials[1:]:
+            scatter += part
+        d = min(self.n_components, count, len(mean))
+        values, vectors = np.linalg.eigh(scatter / max(count - 1, 1))
+        components = vectors[:, np.argsort(values)[::-1][:d]].T
+        # The sign of an axis is arbitrary: make each axis's largest entry positive, so it is the same everywhere.
+        components *= np.sign(components[np.arange(d), np.abs(components).argmax(axis=1)])[:, None]
+        self.mean_, self.components_ = mean, components
+        out = np.concatenate(map_blocks(lambda block: _block_project(images, block, mean, components), blocks))
+        # Identical images get bit-identical rows: every copy takes the row of its first occurrence.
+        digests = np.concatenate([digest for _, _, digest in firsts])
+        _, first, copy_of = np.unique(digests, return_index=True, return_inverse=True)
+        copies = np.flatnonzero(first[copy_of.reshape(-1)] != np.arange(n))
+        out[copies] = out[first[copy_of.reshape(-1)][copies]]
+        return out
+
+
+def _block_pixels(images: Any, block: slice) -> tuple[np.ndarray, np.ndarray]:
+    flat = np.asarray(images[block], dtype=np.float32).reshape(block.stop - block.start, -1)
+    return flat, np.isfinite(flat).all(axis=1)
+
+
+def _block_sums(images: Any, block: slice) -> tuple[int, np.ndarray, np.ndarray]:
+    """Finite items, their pixel sums (float64), and a digest of every item's pixels."""
+    flat, finite = _block_pixels(images, block)
+    return int(finite.sum()), flat[finite].sum(axis=0, dtype=np.float64), row_digests(flat)
+
+
+def _block_scatter(images: Any, block: slice, mean: np.ndarray) -> np.ndarray:
+    flat, finite = _block_pixels(images, block)
+    # float32 products inside a block (half the time of float64), float64 sums across blocks.
+    centred = flat[finite] - mean.astype(np.float32)
+    return (centred.T @ centred).astype(np.float64)
+
+
+def _block_project(images: Any, block: slice, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    flat, finite = _block_pixels(images, block)
+    out = np.full((len(flat), len(components)), np.nan, dtype=np.float32)
+    out[finite] = (flat[finite] - mean.astype(np.float32)) @ components.T.astype(np.float32)
+    return out

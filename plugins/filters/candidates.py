@@ -16,6 +16,7 @@ import numpy as np
 
 from plugins.errors import InputError
 from plugins.filters.masks import has_tags, in_stages, metric_range, not_near_duplicate, predicted_class
+from plugins.neighbours import NeighbourSearch
 
 log = logging.getLogger("runner")
 
@@ -25,6 +26,7 @@ class FilterInputs(Protocol):
 
     labeled: np.ndarray  # indices of the labelled items
     class_names: list[str]
+    neighbours: NeighbourSearch | None  # the run's shared neighbour search
 
     def metric(self, name: str) -> np.ndarray: ...  # a metric column over every item
 
@@ -143,7 +145,7 @@ class CandidateFilter:
         if self.exclude_near_duplicates:
             unique = not_near_duplicate(
                 inputs.embeddings(candidates), inputs.embeddings(inputs.labeled),
-                self.near_duplicate_threshold, within_candidates=True,
+                self.near_duplicate_threshold, within_candidates=True, neighbours=inputs.neighbours,
             )
             keep &= judge(unique, "exclude_near_duplicates",
                           f"near-duplicate (distance <= {self.near_duplicate_threshold:g}) of a labelled item or of "

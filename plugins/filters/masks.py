@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from plugins.metrics.embedding_space import l2_normalise, nearest
+from plugins.neighbours import NeighbourSearch, search_for
 
 
 def metric_range(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
@@ -75,6 +76,7 @@ def not_near_duplicate(
     reference_embeddings: np.ndarray | None,
     threshold: float,
     within_candidates: bool = False,
+    neighbours: NeighbourSearch | None = None,
 ) -> np.ndarray:
     """Keep candidates with no reference row within ``threshold`` on L2-normalised embeddings.
 
@@ -84,7 +86,8 @@ def not_near_duplicate(
     dropped when it lies within the threshold of an earlier candidate that is itself kept, so each group of
     near-duplicates keeps its first member (pass candidates best-first to keep the best) and no two kept
     candidates are near-duplicates. Candidates with non-finite embeddings cannot be compared and are kept;
-    reference rows with non-finite entries are ignored.
+    reference rows with non-finite entries are ignored. ``neighbours``: the run's shared neighbour search
+    (exact search when not given).
     """
     cand, cand_ok = l2_normalise(candidate_embeddings)
     keep = np.ones(len(cand), dtype=bool)
@@ -94,29 +97,26 @@ def not_near_duplicate(
         ref, ref_ok = l2_normalise(reference_embeddings)
         ref = ref[ref_ok]
         if len(ref):
-            distance, _ = nearest(cand[checked], ref)
+            distance, _ = nearest(cand[checked], ref, neighbours=neighbours)
             keep[checked[distance <= threshold]] = False
     if within_candidates and len(checked) > 1:
-        _drop_later_duplicates(cand, checked, keep, threshold)
+        _drop_later_duplicates(cand, checked, keep, threshold, search_for(neighbours))
     return keep
 
 
-def _drop_later_duplicates(unit: np.ndarray, checked: np.ndarray, keep: np.ndarray, threshold: float) -> None:
+def _drop_later_duplicates(unit: np.ndarray, checked: np.ndarray, keep: np.ndarray, threshold: float,
+                           neighbours: NeighbourSearch) -> None:
     """Greedy in position order: drop a kept candidate with a kept earlier candidate within ``threshold``."""
-    from sklearn.neighbors import NearestNeighbors
-
     points = unit[checked]
-    # The radius query (squared distances) only shortlists close pairs: its distances come from dot products
-    # and can be off by about 1e-8 near zero, hence the margin; the exact re-measure below decides.
-    search = NearestNeighbors(radius=(threshold + 1e-6) ** 2, algorithm="brute", metric="sqeuclidean")
-    search.fit(points)
-    neighbours = search.radius_neighbors(points, return_distance=False)
+    # The radius query only shortlists close pairs: exact search finds them through dot products, whose
+    # distances can be off by about 1e-8 near zero, hence the margin; the exact re-measure below decides.
+    graph = neighbours.over(points).within(threshold + 1e-6)
     # Every row finds itself; only rows with company need the sequential pass.
-    crowded = np.flatnonzero(np.fromiter(map(len, neighbours), dtype=np.int64, count=len(points)) > 1)
+    crowded = np.flatnonzero(np.diff(graph.indptr) > 1)
     for i in crowded:
         if not keep[checked[i]]:
             continue
-        close = neighbours[i]
+        close = graph.indices[graph.indptr[i] : graph.indptr[i + 1]]
         earlier = close[close < i]
         if len(earlier) == 0:
             continue

@@ -3,7 +3,8 @@
 Accepted inputs:
 - an array of shape (n, H, W) (grayscale) or (n, H, W, C) with C in {1, 3, 4} (colour; a fourth channel is
   alpha and is ignored);
-- a list (or 1-D object array) of per-item arrays of shape (H, W) or (H, W, C), sizes free to differ.
+- a list (or 1-D object array) of per-item arrays of shape (H, W) or (H, W, C), sizes free to differ;
+- :class:`plugins.sources.dataset.StoredImages` (a pool on disk), read a batch at a time like an array.
 
 Floating (and boolean) pixels are taken to lie in [0, 1], the contract of ``plugins.sources.dataset.Dataset``,
 and are scaled by 255; integer pixels (8-bit images read straight from files) are taken as 0..255 already.
@@ -16,18 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from plugins.sources.dataset import StoredImages
+
 # ITU-R BT.601 luma weights: what OpenCV and Pillow use for RGB -> gray, so intensities match the usual tools.
 LUMA = np.array([0.299, 0.587, 0.114])
 COLOUR_CHANNELS = (1, 3, 4)
 # Pixels per batch (about 32 MiB of float64 per temporary): bounds memory whatever the image size.
 MAX_BATCH_PIXELS = 1 << 22
 
-Images = np.ndarray | Sequence[Any]
+Images = np.ndarray | StoredImages | Sequence[Any]
 
 
 def is_stacked(images: Images) -> bool:
     """True for one numeric array holding every item; False for a list of per-item arrays."""
-    return isinstance(images, np.ndarray) and images.dtype != object
+    return isinstance(images, np.ndarray | StoredImages) and images.dtype != object
 
 
 def count(images: Images) -> int:

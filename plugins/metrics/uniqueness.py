@@ -15,13 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.metrics.embedding_space import distinct_rows, l2_normalise, nearest
+from plugins.neighbours import NeighbourSearch
 
 
-def uniqueness(embeddings: np.ndarray) -> np.ndarray:
+def uniqueness(embeddings: np.ndarray, neighbours: NeighbourSearch | None = None) -> np.ndarray:
     """Distance from each item to its nearest neighbour on L2-normalised embeddings, with exact duplicates 0.
 
     Returns (n,) float in [0, 2]; NaN for rows with non-finite entries and for an item with no other distinct
-    row to measure against (a lone item, or the first copy when all rows are identical).
+    row to measure against (a lone item, or the first copy when all rows are identical). ``neighbours``: the
+    run's shared neighbour search (exact search when not given).
     """
     unit, finite = l2_normalise(embeddings)
     out = np.full(len(unit), np.nan)
@@ -29,23 +31,25 @@ def uniqueness(embeddings: np.ndarray) -> np.ndarray:
     if len(valid) == 0:
         return out
     # One representative per distinct row, the first occurrence: the lowest position.
-    first = distinct_rows(unit[valid])
-    distinct = unit[valid[first]]
+    first = distinct_rows(unit[valid] if len(valid) < len(unit) else unit)
+    # Every row finite and distinct (the usual case): the rows themselves, not a copy of them.
+    distinct = unit if len(first) == len(unit) else unit[valid[first]]
     out[valid] = 0.0
     if len(distinct) >= 2:
-        distance, _ = nearest(distinct, distinct, exclude_self=True)
+        distance, _ = nearest(distinct, distinct, exclude_self=True, neighbours=neighbours)
         out[valid[first]] = distance
     else:
         out[valid[first]] = np.nan
     return out
 
 
-def near_duplicate(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+def near_duplicate(embeddings: np.ndarray, threshold: float, neighbours: NeighbourSearch | None = None) -> np.ndarray:
     """Boolean (n,): ``uniqueness(embeddings) <= threshold``; NaN uniqueness is never flagged.
 
     So every copy of an exact duplicate but the first is flagged, and the first only when it also has a near
     neighbour outside its group; two distinct rows within the threshold of each other are both flagged.
+    With the run's shared ``neighbours`` the search uniqueness made is reused, not repeated.
     """
-    values = uniqueness(embeddings)
+    values = uniqueness(embeddings, neighbours)
     with np.errstate(invalid="ignore"):
         return values <= float(threshold)

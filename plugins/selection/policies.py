@@ -21,7 +21,9 @@ def topk(scores: np.ndarray, budget: float, cost: np.ndarray | None = None) -> n
     """
     if cost is not None:
         return topk_cost(scores, budget, cost)
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)
+    if scores.dtype not in (np.float32, np.float64):  # float32 scores are ranked as they are, without a copy
+        scores = scores.astype(np.float64)
     n = len(scores)
     k = min(int(budget), n)
     if k <= 0:

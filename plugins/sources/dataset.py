@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +15,8 @@ import numpy as np
 class Dataset:
     """Items of one project.
 
-    ``images`` are float32 in [0, 1], shape (n, H, W) for grayscale or (n, H, W, C) for colour.
+    ``images`` are float32 in [0, 1], shape (n, H, W) for grayscale or (n, H, W, C) for colour: an array, or
+    for pools too large to hold, :class:`StoredImages`, which reads them from disk a slice at a time.
     ``labels`` hold the class index of each item, or -1 where no label exists (the pool of a real project;
     in simulation every item has its truth here and the oracle reveals it on selection).
     ``split`` is ``"pool"`` or ``"test"`` per item when the source has its own split, else None (the runner
@@ -42,3 +46,59 @@ class Dataset:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+
+class StoredImages:
+    """Images kept on disk as uint8 (an ``.npy`` file, memory-mapped) and handed out as float32 in [0, 1].
+
+    Indexing (``images[a:b]``, ``images[positions]``) reads only those items, so a pool of a million 28x28
+    images (784 MB as bytes, 3.1 GB as float32) is never in memory at once. It pickles as its path, so a
+    task on another process or machine opens the same file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._pixels = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        if self._pixels.dtype != np.uint8 or self._pixels.ndim not in (3, 4):
+            raise ValueError(f"{self.path}: expected uint8 images (n, H, W[, C]), got {self._pixels.dtype} "
+                             f"{self._pixels.shape}")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._pixels.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._pixels.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self._pixels)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        out = np.asarray(self._pixels[key], dtype=np.float32)
+        out *= np.float32(1 / 255)
+        self._release()
+        return out
+
+    def _release(self) -> None:
+        """Drop the pages just read from this process's resident memory; the file stays in the page cache.
+
+        Mapped file pages count towards a process's resident set until released: without this, one pass over
+        a million 28x28 items would leave 784 MB resident for the rest of the run.
+        """
+        mapping = getattr(self._pixels, "_mmap", None)
+        if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
