@@ -20,7 +20,7 @@ from plugins.selection.policies import POLICY_INPUTS
 from plugins.sources.dataset import Dataset
 from runner.acquire import Acquisition
 from runner.config import validate
-from runner.errors import ConfigError, from_plugin
+from runner.errors import ConfigError, PluginError, from_plugin
 from runner.plugins import instantiate_callable, instantiate_node
 from runner.quality import Embeddings, Metric, metric_set
 from runner.seeds import stage_rng
@@ -155,7 +155,8 @@ def _assemble(config: dict) -> Parts:
     start = None
     if loop.simulated:
         start = _start_plan(config, data, loop, selection, seed)
-        if acquisition.needs_model and loop.initial_labels == 0:
+        # A schedule may start with a strategy that needs no model: what round 0 needs is what counts.
+        if loop.initial_labels == 0 and _round_zero(acquisition).needs_model:
             raise ConfigError(
                 f"{acquisition.label} needs a trained model; loop.initial_labels=0 leaves round 0 without one "
                 "(set loop.initial_labels > 0 or pick acquisition=random)"
@@ -175,6 +176,13 @@ def _assemble(config: dict) -> Parts:
             "use model=cnn"
         )
     return parts
+
+
+def _round_zero(acquisition: Acquisition) -> Acquisition:
+    try:
+        return acquisition.at(0, 0)
+    except PluginError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _policy(sel: dict) -> Policy:
