@@ -202,12 +202,13 @@ def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisiti
                      metric_names: list[str]) -> None:
     if acquisition.is_batch and "predicted" in policy.inputs:
         raise ConfigError(
-            f"selection.policy={policy.name} cannot reorder the batch strategy '{acquisition.name}'; use topk"
+            f"selection.policy={policy.name} cannot reorder the batch strategy '{acquisition.name}'; use topk, "
+            "or an acquisition that scores every item (e.g. acquisition=margin)"
         )
     if selection.cost is not None:
         if acquisition.is_batch:
             raise ConfigError(f"selection.cost cannot budget the batch strategy '{acquisition.name}'; it picks "
-                              "selection.budget items")
+                              "selection.budget items (a scoring acquisition such as acquisition=margin can)")
         if "cost" not in policy.inputs:
             raise ConfigError(
                 f"selection.cost (a budget in cost units) needs a policy that takes a cost, such as topk "
