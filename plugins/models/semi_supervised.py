@@ -48,15 +48,18 @@ class LabelSpreadingClassifier:
         k = max(1, min(self.n_neighbors, len(points) - 1))
         self.spreading_ = LabelSpreading(kernel="knn", n_neighbors=k, alpha=self.alpha, max_iter=self.max_iter)
         self.spreading_.fit(points, targets)
+        # An item no label reached within max_iter steps has a 0/0 distribution; it carries no label.
+        np.nan_to_num(self.spreading_.label_distributions_, copy=False, nan=0.0)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if self.pca_ is None or self.spreading_ is None:
             raise RuntimeError("predict_proba called before fit")
-        found = self.spreading_.predict_proba(self.pca_.transform(_rows(X)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            found = self.spreading_.predict_proba(self.pca_.transform(_rows(X)))
         probs = np.zeros((len(X), self.n_classes))
-        probs[:, self.spreading_.classes_.astype(np.int64)] = found
-        # An item whose neighbours carry no label mass at all gets a row of zeros from scikit-learn.
+        probs[:, self.spreading_.classes_.astype(np.int64)] = np.nan_to_num(found, nan=0.0)
+        # An item whose neighbours carry no label at all: nothing is known, every class is as likely.
         empty = probs.sum(axis=1) <= 0
         probs[empty] = 1.0 / self.n_classes
         return probs / probs.sum(axis=1, keepdims=True)
