@@ -215,3 +215,20 @@ def test_killed_portfolio_run_resumes_to_the_same_draws(tmp_path):
     assert len(arms) == 3 and set(arms) <= {"diverse_margin", "badge", "typiclust"}
     for name in ("round_000.csv", "round_001.csv", "round_002.csv"):
         assert (killed_dir / "selected" / name).read_bytes() == (reference / "selected" / name).read_bytes()
+
+
+# --- strategies in prediction space -------------------------------------------------------------------------
+
+
+def test_in_prediction_space_hands_probabilities_for_embeddings():
+    from plugins.acquisition.coreset import k_center_greedy
+    from plugins.acquisition.spaces import InPredictionSpace
+
+    rng = np.random.default_rng(4)
+    probs, labeled_probs = rng.dirichlet(np.ones(4), size=40), rng.dirichlet(np.ones(4), size=6)
+    wrapped = InPredictionSpace(k_center_greedy)
+    assert wrapped.inputs == ("probs", "labeled_probs", "budget")
+    chosen = wrapped(probs=probs, labeled_probs=labeled_probs, budget=5)
+    assert chosen.tolist() == k_center_greedy(probs, labeled_probs, 5).tolist()
+    with pytest.raises(ValueError, match="takes no embeddings"):
+        InPredictionSpace(margin)
