@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from runner.report import RunResult, area_under_curve, labels_to_target, load_runs, mean_std  # noqa: E402
 
 SEEDS = (0, 1, 2, 3, 4)
-PROTOCOL = ("model=logreg", "loop.initial_labels=20", "selection.budget=20", "loop.rounds=29")
+PROTOCOL = ("loop.initial_labels=20", "selection.budget=20", "loop.rounds=29", "metrics=quality", "metrics.names=[uniqueness]")
 DATASETS = {
     "mnist": {"title": "MNIST", "overrides": ("project=mnist",), "targets": (0.85, 0.88)},
     "fashion_mnist": {
@@ -99,18 +99,20 @@ def modal_margin_curve(random_run: Path, rounds: int, budget: int) -> list[tuple
     test = np.array([position[item] for _, item, split in items if split == "test"])
     features = np.asarray(data.images, dtype=np.float64).reshape(len(data.images), -1)
     labels = np.asarray(data.labels)
-    estimator = LogisticRegression(**{k: v for k, v in config["model"]["estimator"].items() if k != "_target_"})
-    learner = ActiveLearner(estimator=estimator, query_strategy=margin_sampling,
-                            X_training=features[start], y_training=labels[start])
-    curve, n_labeled = [], len(start)
+    settings = {k: v for k, v in config["model"]["estimator"].items() if k != "_target_"}
+    known = list(start)
+    curve = []
     for round_ in range(rounds + 1):
-        curve.append((n_labeled, float(learner.score(features[test], labels[test]))))
+        # A fresh learner on every label known so far: what ActiveLearner.teach does (refit on all of them),
+        # without its input check, which passes an argument scikit-learn 1.6+ no longer takes.
+        learner = ActiveLearner(estimator=LogisticRegression(**settings), query_strategy=margin_sampling,
+                                X_training=features[known], y_training=labels[known])
+        curve.append((len(known), float(learner.score(features[test], labels[test]))))
         if round_ == rounds:
             break
         chosen, _ = learner.query(features[pool], n_instances=budget)
-        learner.teach(features[pool[chosen]], labels[pool[chosen]])
+        known.extend(pool[chosen].tolist())
         pool = np.delete(pool, chosen)
-        n_labeled += budget
     return curve
 
 
