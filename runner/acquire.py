@@ -6,13 +6,21 @@ What an acquisition function may ask for, and how it asks, is written down in ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from plugins.acquisition.protocol import CHUNKABLE, EMBEDDING_INPUTS, MODEL_INPUTS, SHARDABLE, declared_inputs
+from plugins.acquisition.protocol import (
+    CHUNKABLE,
+    EMBEDDING_INPUTS,
+    MODEL_INPUTS,
+    SHARDABLE,
+    declared_inputs,
+    inputs_at,
+    unpack,
+)
 from runner import contracts
 from runner.compute import Compute, shards
 from runner.errors import ConfigError, PluginError
@@ -41,6 +49,14 @@ class Acquisition:
         if "samples" in inputs and not mc_samples:
             raise ConfigError(f"{label} scores MC samples; set acquisition.mc_samples")
         return cls(section["name"], function, inputs, mc_samples, tuple(getattr(function, "metric_names", ())))
+
+    def at(self, round_: int, n_labeled: int) -> Acquisition:
+        """This acquisition with only the inputs it needs in round ``round_`` (see ``inputs_for`` in the protocol)."""
+        try:
+            needed = inputs_at(self.function, self.inputs, round_, n_labeled)
+        except ValueError as exc:
+            raise PluginError(f"{self.label}: {exc}") from None
+        return self if needed == self.inputs else replace(self, inputs=needed)
 
     @property
     def label(self) -> str:
@@ -92,21 +108,26 @@ class InputProvider:
         return value[:, part] if name == "samples" else value[part]  # samples are (T, n, C)
 
 
-def score_candidates(acquisition: Acquisition, provider: InputProvider, chunk_size: int) -> np.ndarray:
-    """One score per candidate, computed chunk by chunk when the function allows it."""
+def score_candidates(acquisition: Acquisition, provider: InputProvider, chunk_size: int) -> tuple[np.ndarray, dict]:
+    """One score per candidate, computed chunk by chunk when the function allows it, and the round's record."""
     n = len(provider.candidates)
     if not acquisition.chunkable or n <= chunk_size:
         return _scores(acquisition, {name: provider.get(name) for name in acquisition.inputs}, n)
     scores = np.empty(n, dtype=np.float64)
+    records = []
     for start in tqdm(range(0, n, chunk_size), desc="score", unit="chunk", leave=False, disable=None):
         part = slice(start, min(start + chunk_size, n))
         kwargs = {name: provider.get(name, part) for name in acquisition.inputs}
-        scores[part] = _scores(acquisition, kwargs, part.stop - part.start)
-    return scores
+        scores[part], record = _scores(acquisition, kwargs, part.stop - part.start)
+        records.append(record)
+    if any(r != records[0] for r in records):
+        raise PluginError(f"{acquisition.label} recorded different things for different chunks of the pool")
+    return scores, records[0]
 
 
 def score_shards(acquisition: Acquisition, candidates: np.ndarray, getters: dict[str, Callable[[np.ndarray], Any]],
-                 constants: dict[str, Any], chunk_size: int, shard_items: int, compute: Compute) -> np.ndarray:
+                 constants: dict[str, Any], chunk_size: int, shard_items: int,
+                 compute: Compute) -> tuple[np.ndarray, dict]:
     """:func:`score_candidates` over shards of whole chunks, each shard one call of ``compute.map``.
 
     A shard holds a whole number of chunks, so every chunk is the chunk a single pass makes and the scores
@@ -114,29 +135,37 @@ def score_shards(acquisition: Acquisition, candidates: np.ndarray, getters: dict
     """
     size = max(1, -(-shard_items // chunk_size)) * chunk_size
 
-    def score_shard(part: slice) -> np.ndarray:
+    def score_shard(part: slice) -> tuple[np.ndarray, dict]:
         provider = InputProvider(candidates[part], getters, constants)
         return score_candidates(acquisition, provider, chunk_size)
 
     parts = compute.map(score_shard, shards(len(candidates), size))
-    return np.concatenate(parts) if parts else np.zeros(0)
+    if not parts:
+        return np.zeros(0), {}
+    records = [record for _, record in parts]
+    if any(r != records[0] for r in records):
+        raise PluginError(f"{acquisition.label} recorded different things for different shards of the pool")
+    return np.concatenate([scores for scores, _ in parts]), records[0]
 
 
-def _scores(acquisition: Acquisition, kwargs: dict[str, Any], n: int) -> np.ndarray:
+def _scores(acquisition: Acquisition, kwargs: dict[str, Any], n: int) -> tuple[np.ndarray, dict]:
     try:
-        values = acquisition.function(**kwargs)
+        values, record = unpack(acquisition.function(**kwargs))
     except ValueError as exc:
         raise PluginError(f"{acquisition.label}: {exc}") from None
-    return contracts.check_scores(values, n, acquisition.label)
+    return contracts.check_scores(values, n, acquisition.label), contracts.check_record(record, acquisition.label)
 
 
-def select_batch(acquisition: Acquisition, provider: InputProvider, budget: int) -> np.ndarray:
-    """Positions a batch strategy chose, best first, checked: distinct, in range, at most ``budget``."""
+def select_batch(acquisition: Acquisition, provider: InputProvider, budget: int) -> tuple[np.ndarray, dict]:
+    """Positions a batch strategy chose, best first, checked: distinct, in range, at most ``budget``; and the
+    round's record."""
     n = len(provider.candidates)
     kwargs = {name: provider.get(name) for name in acquisition.inputs if name != "budget"}
     kwargs["budget"] = budget
     try:
-        positions = np.asarray(acquisition.function(**kwargs))
+        value, record = unpack(acquisition.function(**kwargs))
+        positions = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise PluginError(f"{acquisition.label}: {exc}") from None
-    return contracts.check_positions(positions, budget, n, acquisition.label)
+    return (contracts.check_positions(positions, budget, n, acquisition.label),
+            contracts.check_record(record, acquisition.label))

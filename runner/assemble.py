@@ -21,7 +21,7 @@ from plugins.sources.dataset import Dataset
 from runner.acquire import Acquisition
 from runner.compute import ComputeSettings, compute_settings
 from runner.config import validate
-from runner.errors import ConfigError, from_plugin
+from runner.errors import ConfigError, PluginError, from_plugin
 from runner.plugins import instantiate_callable, instantiate_node
 from runner.quality import Embeddings, Metric, metric_set
 from runner.seeds import stage_rng
@@ -189,7 +189,8 @@ def _assemble(config: dict) -> Parts:
     start = None
     if loop.simulated:
         start = _start_plan(config, data, loop, selection, seed, act)
-        if acquisition.needs_model and loop.initial_labels == 0:
+        # A schedule may start with a strategy that needs no model: what round 0 needs is what counts.
+        if loop.initial_labels == 0 and _round_zero(acquisition).needs_model:
             raise ConfigError(
                 f"{acquisition.label} needs a trained model; loop.initial_labels=0 leaves round 0 without one "
                 "(set loop.initial_labels > 0 or pick acquisition=random)"
@@ -209,6 +210,13 @@ def _assemble(config: dict) -> Parts:
             "use model=cnn"
         )
     return parts
+
+
+def _round_zero(acquisition: Acquisition) -> Acquisition:
+    try:
+        return acquisition.at(0, 0)
+    except PluginError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _policy(sel: dict) -> Policy:
@@ -266,12 +274,13 @@ def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisiti
                      metric_names: list[str]) -> None:
     if acquisition.is_batch and "predicted" in policy.inputs:
         raise ConfigError(
-            f"selection.policy={policy.name} cannot reorder the batch strategy '{acquisition.name}'; use topk"
+            f"selection.policy={policy.name} cannot reorder the batch strategy '{acquisition.name}'; use topk, "
+            "or an acquisition that scores every item (e.g. acquisition=margin)"
         )
     if selection.cost is not None:
         if acquisition.is_batch:
             raise ConfigError(f"selection.cost cannot budget the batch strategy '{acquisition.name}'; it picks "
-                              "selection.budget items")
+                              "selection.budget items (a scoring acquisition such as acquisition=margin can)")
         if "cost" not in policy.inputs:
             raise ConfigError(
                 f"selection.cost (a budget in cost units) needs a policy that takes a cost, such as topk "

@@ -68,11 +68,12 @@ class Session:
 
     def view(self, round_: int) -> RoundView:
         parts, store = self.parts, self.store
-        labeled, _ = store.labeled()
+        labeled, labels = store.labeled()
         return RoundView(
             round_=round_,
             model=self.model(round_),
             labeled=labeled,
+            labels=labels,
             images=parts.data.images,
             class_names=list(parts.data.class_names),
             model_label=parts.model_label,
@@ -80,6 +81,7 @@ class Session:
             read_metric=lambda name: store.get_array(f"metrics/{name}"),
             source_columns=parts.data.extra,
             read_tags=store.tags,
+            read_history=lambda: stages.history(store, round_),
             mc_samples=parts.acquisition.mc_samples,
             neighbours=self.neighbours,
         )
@@ -124,7 +126,9 @@ class Session:
             if len(indices) == 0:
                 return lambda tx: None
             model = self.parts.new_model(stage_seed(self.parts.seed, round_, "train"))
-            write = stages.train(model, self.parts.data.images[indices], labels, round_, self.parts.model_label)
+            images = self.parts.data.images
+            write = stages.train(model, images[indices], labels, round_, self.parts.model_label,
+                                 unlabeled=lambda: images[self.candidates()])
             self.models = {round_: model}
             return write
 

@@ -6,6 +6,7 @@ the stage done in one transaction, so a stage is either wholly recorded or not a
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import pickle
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.acquisition.protocol import PastRound
 from plugins.neighbours import NeighbourSearch
 from runner.acquire import Acquisition, InputProvider, score_candidates, score_shards, select_batch
 from runner.audit import out_of_fold_probs
@@ -56,10 +58,17 @@ def import_items(plan: StartPlan, fingerprint: str, n_classes: int) -> Writer:
     return write
 
 
-def train(model: Any, images: np.ndarray, labels: np.ndarray, round_: int, label: str) -> Writer:
-    """Fit ``model`` (a fresh one, seeded for this round) on the labelled images and keep it for the round."""
+def train(model: Any, images: np.ndarray, labels: np.ndarray, round_: int, label: str,
+          unlabeled: Callable[[], np.ndarray] | None = None) -> Writer:
+    """Fit ``model`` (a fresh one, seeded for this round) on the labelled images and keep it for the round.
+
+    A model whose ``fit`` takes ``unlabeled`` learns from the unlabelled pool's images too (semi-supervised).
+    """
     try:
-        model.fit(images, labels)
+        if unlabeled is not None and "unlabeled" in inspect.signature(model.fit).parameters:
+            model.fit(images, labels, unlabeled=unlabeled())
+        else:
+            model.fit(images, labels)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise PluginError(f"{label}: fit failed: {exc}") from None
     blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
@@ -166,20 +175,21 @@ def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, bud
     score per candidate, turned into a batch by the selection policy in ``select``. A score function that
     needs only the model's predictions is computed shard by shard through ``compute`` (Ray tasks with
     compute=ray), with the same result. ``screened`` (see :func:`screening_record`) is kept beside them, for
-    the report.
+    the report. What the acquisition asked to remember of the round goes into the round's row
+    (``acquisition`` in metrics.jsonl), where ``history`` finds it.
     """
-    constants = {"rng": rng, "n_classes": view.n_classes, "neighbours": view.neighbours}
-    provider = InputProvider(candidates, view.inputs(acquisition), constants)
+    acquisition = acquisition.at(view.round_, len(view.labeled))
+    provider = InputProvider(candidates, view.inputs(acquisition), view.constants(rng))
     result: dict[str, np.ndarray] = {"candidates": candidates}
     if acquisition.is_batch:
-        result["positions"] = select_batch(acquisition, provider, int(budget))
+        result["positions"], record = select_batch(acquisition, provider, int(budget))
     elif compute is not None and acquisition.shardable and view.has_model:
         predictor = view.predictor
         getters: dict[str, Callable[[np.ndarray], Any]] = {"probs": predictor.probs, "samples": predictor.samples}
-        result["scores"] = score_shards(acquisition, candidates, getters, {"n_classes": view.n_classes}, chunk_size,
-                                        shard_items or len(candidates), compute)
+        result["scores"], record = score_shards(acquisition, candidates, getters, {"n_classes": view.n_classes},
+                                                chunk_size, shard_items or len(candidates), compute)
     else:
-        result["scores"] = score_candidates(acquisition, provider, chunk_size)
+        result["scores"], record = score_candidates(acquisition, provider, chunk_size)
     if needs_predicted:
         result["predicted"] = provider.get("probs").argmax(axis=1) if len(candidates) else np.zeros(0, np.int64)
 
@@ -187,6 +197,8 @@ def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, bud
         for name, values in result.items():
             tx.put_array(f"{name}/{view.round_:03d}", values)
         tx.put_blob(screening_blob(view.round_), json.dumps(screened, sort_keys=True).encode())
+        if record:
+            _add_to_round(tx, view.round_, {"acquisition": record})
 
     return write
 
@@ -211,6 +223,32 @@ def screening_record(unlabelled: int, passed: int, scored: int, removals: list, 
             "values": [removal.values[i] for i in shown] if removal.values else [],
         })
     return {"unlabelled": unlabelled, "passed": passed, "scored": scored, "filters": filters}
+
+
+def _add_to_round(tx: Store, round_: int, extra: dict) -> None:
+    """Merge ``extra`` into the figures of an evaluated round's row."""
+    row = next(r for r in tx.rounds() if r["round"] == round_)
+    kept = {k: v for k, v in row.items() if k not in ("round", "n_labeled", "test_accuracy")}
+    tx.record_round(round_, row["n_labeled"], row["test_accuracy"], {**kept, **extra})
+
+
+def history(store: Store, round_: int) -> tuple[PastRound, ...]:
+    """The rounds before ``round_`` as an acquisition function sees them: all read from the store."""
+    labeled, _ = store.labeled()
+    rows = store.rounds()
+    accuracy = {row["round"]: row["test_accuracy"] for row in rows}
+    past = []
+    for row in rows:
+        if row["round"] >= round_ or row["round"] < 0:
+            continue
+        selected = store.selected_indices(row["round"])
+        positions = np.searchsorted(labeled, selected[np.isin(selected, labeled)])  # in rank order
+        past.append(PastRound(
+            round=int(row["round"]), n_labeled=int(row["n_labeled"]), test_accuracy=row["test_accuracy"],
+            accuracy_after=accuracy.get(row["round"] + 1), labeled_rows=positions.astype(np.int64),
+            record=row.get("acquisition", {}),
+        ))
+    return tuple(past)
 
 
 def select(round_: int, store: Store, policy: Callable[..., np.ndarray], policy_inputs: tuple[str, ...],

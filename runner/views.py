@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.acquisition.protocol import PastRound
 from plugins.neighbours import NeighbourSearch
 from runner import contracts
 from runner.acquire import Acquisition
@@ -62,6 +63,7 @@ class RoundView:
     round_: int
     model: Any | None
     labeled: np.ndarray  # indices of the labelled items
+    labels: np.ndarray  # their labels, same order
     images: Any
     class_names: list[str]
     model_label: str
@@ -69,6 +71,7 @@ class RoundView:
     read_metric: Callable[[str], np.ndarray | None]
     source_columns: dict[str, Any]
     read_tags: Callable[[], dict[int, set[str]]]
+    read_history: Callable[[], tuple[PastRound, ...]]
     mc_samples: int | None = None
     neighbours: NeighbourSearch | None = None  # the run's shared neighbour search
 
@@ -108,8 +111,13 @@ class RoundView:
     def tags(self) -> dict[int, set[str]]:
         return self.read_tags()
 
+    def constants(self, rng: np.random.Generator) -> dict[str, Any]:
+        """The inputs of an acquisition function that are the same for every candidate (see its protocol)."""
+        return {"rng": rng, "n_classes": self.n_classes, "round": self.round_, "n_labeled": len(self.labeled),
+                "neighbours": self.neighbours}
+
     def inputs(self, acquisition: Acquisition) -> dict[str, Callable[[np.ndarray], Any]]:
-        """Getters of the per-candidate inputs an acquisition function may ask for (see its protocol)."""
+        """Getters of the other inputs an acquisition function may ask for (see its protocol)."""
 
         def probs(part: np.ndarray) -> np.ndarray:
             found = self.probs(part)
@@ -125,5 +133,8 @@ class RoundView:
             "samples": self.samples,
             "embeddings": self.embeddings,
             "labeled_embeddings": lambda _: self.embeddings(self.labeled),
+            "labels": lambda _: self.labels,
+            "labeled_probs": lambda _: probs(self.labeled),
+            "history": lambda _: self.read_history(),
             "metrics": lambda part: {name: self.metric(name)[part] for name in acquisition.metric_names},
         }

@@ -100,7 +100,7 @@ def test_target_accuracy_stops_early(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [(), ("acquisition=random",), CNN + ("acquisition=bald",)],
-                         ids=["logreg-entropy", "logreg-random", "cnn-bald"])
+                         ids=["logreg-default", "logreg-random", "cnn-bald"])
 def test_same_config_and_seed_give_identical_selections(tmp_path, overrides):
     run_here(tmp_path / "a", *overrides)
     run_here(tmp_path / "b", *overrides)

@@ -65,7 +65,7 @@ def test_describe_is_used_for_missing_keys():
         (["selection.budget=1600"], "selection.budget=1600 is larger than the pool (1500 items)"),
         (["model=cnn", "acquisition=bald", "acquisition.mc_samples=1"], "acquisition.mc_samples' must be >= 2"),
         (["acquisition=bald"], "needs MC samples but model 'plugins.models.sklearn_model.SklearnClassifier'"),
-        (["loop.initial_labels=0"], "acquisition 'entropy' needs a trained model"),
+        (["loop.initial_labels=0"], "acquisition 'diverse_margin' needs a trained model"),
         (["+model.estimator.bogus=1"], "config key 'model.estimator.bogus' is not an argument of sklearn.linear_model"),
         (["model.estimator._target_=sklearn.svm.SVC"], "model.estimator: SVC has no predict_proba"),
     ],

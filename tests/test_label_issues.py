@@ -195,7 +195,7 @@ def test_precision_and_recall_match_the_truth(tmp_path):
 @pytest.mark.parametrize(("overrides", "message"), [
     (("selection.relabel_share=0.2",), "selection.relabel_share=0.2 sends label suspects back, and audit=none"),
     (("audit=cleanlab", "selection.relabel_share=0.05"), "is less than one item; raise one of them"),
-    (("audit=cleanlab", "selection.relabel_share=0.2", "metrics=quality", "selection.cost=area"),
+    (("audit=cleanlab", "selection.relabel_share=0.2", "metrics=quality", "selection.cost=area", "acquisition=margin"),
      "selection.relabel_share counts items"),
     (("audit=cleanlab", "audit.function.filter_by=nope"), "audit.function.filter_by='nope' is not one of"),
     (("audit=cleanlab", "selection.relabel_share=1.0"), "config key 'selection.relabel_share' must be < 1"),

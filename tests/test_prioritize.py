@@ -78,7 +78,7 @@ def test_class_balanced_policy_spreads_the_budget_over_predicted_classes(tmp_pat
     from runner.seeds import stage_seed
 
     run_dir = tmp_path / "run"
-    run_ok(run_dir, "selection.policy=class_balanced", "loop.rounds=1")
+    run_ok(run_dir, "acquisition=margin", "selection.policy=class_balanced", "loop.rounds=1")
     with sqlite3.connect(run_dir / "state.sqlite") as db:
         initial = db.execute("SELECT idx, label FROM labels WHERE round = -1 ORDER BY idx").fetchall()
         ids = [r[0] for r in db.execute("SELECT item_id FROM items ORDER BY idx")]
@@ -96,7 +96,8 @@ def test_class_balanced_policy_spreads_the_budget_over_predicted_classes(tmp_pat
 def test_cost_budget_and_tags(tmp_path):
     run_dir = tmp_path / "run"
     # every digit costs its area, 64 units: a budget of 200 units buys 3 items per round
-    run_ok(run_dir, "metrics=quality", NO_DIVERSITY, "selection.cost=area", "selection.budget=200")
+    run_ok(run_dir, "acquisition=margin", "metrics=quality", NO_DIVERSITY, "selection.cost=area",
+           "selection.budget=200")
     assert [len(table(p)) for p in sorted((run_dir / "selected").glob("*.csv"))] == [3, 3]
     with sqlite3.connect(run_dir / "state.sqlite") as db:
         tagged = sorted(r[0] for r in db.execute(
@@ -133,8 +134,10 @@ def test_batch_strategy_and_weighted_acquisition_run_end_to_end(tmp_path):
     [
         (("acquisition=coreset", "selection.policy=class_balanced"), "cannot reorder the batch strategy 'coreset'"),
         (("acquisition=coreset", "metrics=quality", "selection.cost=area"), "cannot budget the batch strategy"),
-        (("selection.policy=stratified", "metrics=quality", "selection.cost=area"), "needs a policy that takes a cost"),
-        (("metrics=quality", "selection.cost=nope"), "selection.cost='nope' is neither a computed metric"),
+        (("acquisition=margin", "selection.policy=stratified", "metrics=quality", "selection.cost=area"),
+         "needs a policy that takes a cost"),
+        (("acquisition=margin", "metrics=quality", "selection.cost=nope"),
+         "selection.cost='nope' is neither a computed metric"),
         (("selection.policy=best",), "selection.policy=best is not one of selection.policies (topk, class_balanced"),
         (("acquisition=weighted",), "weighs metric 'uniqueness'; add it to metrics.names"),
         (("+filters.metrics.brightness=[0.1,0.9]",), "filters.metrics.brightness: metric 'brightness' is not computed"),

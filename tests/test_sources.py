@@ -44,3 +44,26 @@ def test_embedded_sources_are_complete_and_scaled():
     assert m.images.shape == (5000, 28, 28) and np.bincount(m.labels).tolist() == [500] * 10
     assert d.images.shape == (1797, 8, 8) and d.images.max() == 1.0
     assert len(set(m.item_ids)) == 5000 and m.split is None
+
+
+def idx_bytes(values: np.ndarray) -> bytes:
+    header = b"\x00\x00\x08" + bytes([values.ndim]) + struct.pack(f">{values.ndim}I", *values.shape)
+    return gzip.compress(header + values.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_pool_subset_keeps_every_test_image_and_item_ids(tmp_path):
+    # 12 pool images whose every pixel is the image's own number; 3 test images numbered 100..102.
+    train = np.repeat(np.arange(12), 4).reshape(12, 2, 2)
+    test = np.repeat(np.arange(100, 103), 4).reshape(3, 2, 2)
+    for name, values in [("train-images-idx3-ubyte.gz", train), ("train-labels-idx1-ubyte.gz", np.arange(12) % 10),
+                         ("t10k-images-idx3-ubyte.gz", test), ("t10k-labels-idx1-ubyte.gz", np.arange(3))]:
+        (tmp_path / name).write_bytes(idx_bytes(np.asarray(values)))
+    data = fashion_mnist(str(tmp_path), pool_size=5, pool_seed=3)
+    kept = np.sort(np.random.default_rng(3).choice(12, size=5, replace=False))
+    assert data.split.tolist() == ["pool"] * 5 + ["test"] * 3
+    np.testing.assert_allclose(data.images[:, 0, 0] * 255, [*kept, 100, 101, 102], atol=1e-4)
+    assert data.item_ids.tolist() == [f"fashion-{i:05d}" for i in [*kept, 12, 13, 14]]
+    assert data.labels.tolist() == [*(kept % 10), 0, 1, 2]
+    assert fashion_mnist(str(tmp_path)).item_ids.tolist() == [f"fashion-{i:05d}" for i in range(15)]
+    with pytest.raises(InputError, match="pool_size=13 must be between 1 and 12"):
+        fashion_mnist(str(tmp_path), pool_size=13)

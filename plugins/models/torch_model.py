@@ -26,8 +26,16 @@ class TorchClassifier:
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        weight_decay_per_label: bool = False,
+        predict_mc_samples: int = 0,
         predict_batch_size: int = 1024,
     ) -> None:
+        """``weight_decay_per_label``: divide ``weight_decay`` by the number of labelled items, as a prior whose
+        weight shrinks while the data grows does (Gal et al. 2017 use c / N). ``predict_mc_samples``: T > 0 makes
+        ``predict_proba`` the mean of T MC-dropout passes (the predictive mean of the approximate posterior)
+        instead of one pass with dropout off."""
+        if int(predict_mc_samples) < 0:
+            raise ValueError(f"predict_mc_samples must be 0 (off) or a number of passes, got {predict_mc_samples}")
         self.module_factory = module
         self.n_classes = n_classes
         self.random_state = int(random_state)
@@ -36,6 +44,8 @@ class TorchClassifier:
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.weight_decay_per_label = bool(weight_decay_per_label)
+        self.predict_mc_samples = int(predict_mc_samples)
         self.predict_batch_size = predict_batch_size
         self.module_: nn.Module | None = None
 
@@ -47,7 +57,8 @@ class TorchClassifier:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             module = self.module_factory(n_classes=self.n_classes, input_shape=tuple(inputs.shape[1:]))
-            optimizer = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            decay = self.weight_decay / len(inputs) if self.weight_decay_per_label else self.weight_decay
+            optimizer = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=decay)
             loss_fn = nn.CrossEntropyLoss()
             steps_per_epoch = max(1, -(-len(inputs) // self.batch_size))
             epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
@@ -66,6 +77,8 @@ class TorchClassifier:
 
     # --- prediction -------------------------------------------------------------------------------
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self.predict_mc_samples:
+            return self.predict_proba_samples(X, self.predict_mc_samples).mean(axis=0)
         module = self._fitted()
         module.eval()
         with torch.no_grad():

@@ -36,10 +36,12 @@ def digits() -> Dataset:
     return Dataset(ids, images, np.asarray(bunch.target, dtype=np.int64), [str(d) for d in range(10)])
 
 
-def fashion_mnist(root: str = FASHION_MNIST_ROOT) -> Dataset:
+def fashion_mnist(root: str = FASHION_MNIST_ROOT, pool_size: int | None = None, pool_seed: int = 0) -> Dataset:
     """Fashion-MNIST, 60,000 training images as the pool and its own 10,000 test images, 28x28 grayscale.
 
     The files come from Debian's ``dataset-fashion-mnist`` package (IDX format, gzip), nothing is downloaded.
+    ``pool_size``: keep a random subset of that many pool images (drawn from ``pool_seed``; all 60,000 when
+    None), for pools the size of the shipped MNIST's; the test images are always all kept.
     """
     folder = Path(root)
     names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -51,10 +53,17 @@ def fashion_mnist(root: str = FASHION_MNIST_ROOT) -> Dataset:
             "(apt-get install dataset-fashion-mnist) or point project.source.root at the IDX files"
         )
     train_images, train_labels, test_images, test_labels = (read_idx(folder / n) for n in names)
-    images = (np.concatenate([train_images, test_images]).astype(np.float32) / 255.0)
-    labels = np.concatenate([train_labels, test_labels]).astype(np.int64)
-    split = np.array(["pool"] * len(train_images) + ["test"] * len(test_images))
-    ids = np.array([f"fashion-{i:05d}" for i in range(len(images))])
+    pool = np.arange(len(train_images))
+    if pool_size is not None:
+        if not 0 < int(pool_size) <= len(pool):
+            raise InputError(f"project.source.pool_size={pool_size} must be between 1 and {len(pool)} (or null)")
+        pool = np.sort(np.random.default_rng(int(pool_seed)).choice(pool, size=int(pool_size), replace=False))
+    images = (np.concatenate([train_images[pool], test_images]).astype(np.float32) / 255.0)
+    labels = np.concatenate([train_labels[pool], test_labels]).astype(np.int64)
+    split = np.array(["pool"] * len(pool) + ["test"] * len(test_images))
+    # Ids name the image in the package's files, so a subset's items keep the ids they have in the full set.
+    positions = np.concatenate([pool, len(train_images) + np.arange(len(test_images))])
+    ids = np.array([f"fashion-{i:05d}" for i in positions])
     return Dataset(ids, images, labels, list(FASHION_MNIST_CLASSES), split=split)
 
 
