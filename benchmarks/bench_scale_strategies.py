@@ -42,7 +42,10 @@ def configured(name: str) -> dict:
     import yaml
 
     node = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "acquisition" / f"{name}.yaml").read_text())
-    return {k: v for k, v in node["function"].items() if k != "_target_"}
+    function = node["function"]
+    while isinstance(function.get("function"), dict):  # a wrapper (plugins.acquisition.spaces): its inner function
+        function = function["function"]
+    return {k: v for k, v in function.items() if k not in ("_target_", "_partial_")}
 
 
 def main() -> None:
@@ -50,7 +53,8 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=100_000)
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--cache", default="outputs/cache")
-    parser.add_argument("--only", default="typiclust,badge,cluster_margin,probcover,coreset")
+    parser.add_argument("--only", default="typiclust,badge,cluster_margin,probcover,coreset,cluster_margin_on_probs,"
+                                              "coreset_on_probs")
     args = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
@@ -65,6 +69,7 @@ def main() -> None:
     probs = np.concatenate([model.predict_proba(data.images[candidates[s : s + 8192]].reshape(-1, 784)
                                                 .astype(np.float64)) for s in range(0, len(candidates), 8192)])
     x, known = embeddings[candidates], embeddings[labeled]
+    known_probs = model.predict_proba(data.images[labeled].reshape(20, -1).astype(np.float64))
     print(f"{len(candidates):,} candidates x {x.shape[1]} (PixelPCA), 20 labelled, budget {args.budget:,}")
     settings = {name: configured(name) for name in ("typiclust", "badge", "cluster_margin", "probcover")}
     calls = {
@@ -75,6 +80,10 @@ def main() -> None:
         "probcover": lambda rng, search: probcover.probcover(x, known, args.budget, 10, rng, neighbours=search,
                                                              **settings["probcover"]),
         "coreset": lambda rng, search: coreset.k_center_greedy(x, known, args.budget),
+        # As shipped (conf/acquisition/): both in the model's class-probability space.
+        "cluster_margin_on_probs": lambda rng, search: cluster_margin.cluster_margin(
+            probs, probs, args.budget, rng, **settings["cluster_margin"]),
+        "coreset_on_probs": lambda rng, search: coreset.k_center_greedy(probs, known_probs, args.budget),
     }
     memory = PeakMemory()
     print("| strategy | seconds | extra MiB | picks |")

@@ -62,7 +62,8 @@ def runner_path(name: str, p: np.ndarray, budget: int) -> np.ndarray:
     function = getattr(uncertainty, name)
     acquisition = Acquisition(name, function, ("probs",), None)
     provider = InputProvider(np.arange(len(p)), {"probs": lambda rows: p[rows[0] : rows[-1] + 1]}, {})
-    return topk(score_candidates(acquisition, provider, 8192), budget)
+    scores, _ = score_candidates(acquisition, provider, 8192)
+    return topk(scores, budget)
 
 
 def modal(name: str, p: np.ndarray, budget: int) -> np.ndarray:
