@@ -99,7 +99,8 @@ def test_target_accuracy_stops_early(tmp_path):
     assert summary["labels_to_target"] == rows[-1][1]
 
 
-@pytest.mark.parametrize("overrides", [(), ("acquisition=random",), CNN + ("acquisition=bald",)],
+@pytest.mark.parametrize("overrides", [(), ("acquisition=random",),
+                                       pytest.param(CNN + ("acquisition=bald",), marks=pytest.mark.slow)],
                          ids=["logreg-default", "logreg-random", "cnn-bald"])
 def test_same_config_and_seed_give_identical_selections(tmp_path, overrides):
     run_here(tmp_path / "a", *overrides)
@@ -114,6 +115,7 @@ def test_another_seed_gives_other_selections(tmp_path):
     assert selections(tmp_path / "a") != selections(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_changes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     run_here(run_dir)
@@ -167,7 +169,7 @@ MEMMAP = ("compute.memmap_min_bytes=0", "metrics=quality")
     [
         pytest.param("after", "train:1", (), marks=pytest.mark.slow),
         pytest.param("after", "select:0", (), marks=pytest.mark.slow),
-        ("inside", "act:1", ()),
+        pytest.param("inside", "act:1", (), marks=pytest.mark.slow),
         pytest.param("inside", "import:-1", (), marks=pytest.mark.slow),
         pytest.param("after", "evaluate:3", (), marks=pytest.mark.slow),
         ("inside", "score:1", MEMMAP),

@@ -51,6 +51,7 @@ def files_text(*roots: Path) -> list[str]:
     return [p.read_bytes().decode("latin-1") for root in roots for p in root.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_the_credential_never_reaches_the_run_directory_or_logs_in_process(
     tmp_path, monkeypatch, capsys, caplog
 ):

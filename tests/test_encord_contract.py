@@ -89,6 +89,7 @@ def test_stand_in_mirrors_the_sdk_signatures(cls_path, name, kwargs):
         assert fake[key].kind == real[key].kind
 
 
+@pytest.mark.slow
 def test_a_whole_import_and_act_cycle_uses_only_listed_calls(tmp_path):
     project = memory_project(tmp_path, n=20, labelled=6)
     platform = EncordPlatform(

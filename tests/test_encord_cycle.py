@@ -133,6 +133,7 @@ def test_rounds_pull_prioritise_act_and_resume(tmp_path, faults):
     assert "parked" not in invoke(run_dir, export, "act.apply=false", "filters.stages=null")["tags"]
 
 
+@pytest.mark.slow
 def test_labels_arriving_before_apply_replan_the_open_round(tmp_path, faults):
     export = example_export(tmp_path, n=60, labelled=20)
     run_dir = tmp_path / "project"

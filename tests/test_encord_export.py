@@ -32,6 +32,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_dry_run_through_the_cli_writes_nothing_and_apply_writes_the_plan(tmp_path):
     from runner.app import run as run_config
 

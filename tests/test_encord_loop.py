@@ -166,6 +166,7 @@ def send_suspects_back(tmp_path: Path) -> tuple[Path, Path, list[str], dict[str,
     return export, run_dir, suspects, comments
 
 
+@pytest.mark.slow
 def test_label_suspects_go_back_to_annotation_with_an_issue_saying_why(tmp_path):
     _, run_dir, suspects, _ = send_suspects_back(tmp_path)
     assert record(run_dir, 0)["status"] == "applied"
@@ -196,6 +197,7 @@ def test_label_suspects_come_back_as_trusted_labels_and_are_not_sent_back_twice(
 
 
 # --- Agent stages ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_an_agent_stage_routes_its_waiting_tasks_by_rank_retried_and_idempotent(tmp_path, faults):
     export = example_export(tmp_path, n=40, labelled=12)
     project = triage_workflow(OfflineProject.load(export))
@@ -232,6 +234,7 @@ def test_target_accuracy_stops_a_human_loop_before_anything_is_planned(tmp_path)
     assert written(run_dir) == []
 
 
+@pytest.mark.slow
 def test_stabilizing_predictions_stop_a_human_loop_without_test_labels(tmp_path):
     export = example_export(tmp_path, n=60, labelled=20)
     run_dir = tmp_path / "project"

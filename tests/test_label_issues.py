@@ -207,7 +207,8 @@ def test_label_error_settings_that_cannot_work_are_refused_in_one_line(overrides
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("target", ["audit:1", pytest.param("select:1", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("target", [pytest.param("audit:1", marks=pytest.mark.slow),
+                                    pytest.param("select:1", marks=pytest.mark.slow)])
 def test_a_run_killed_inside_a_round_with_relabels_resumes_to_the_same_files(tmp_path, target):
     overrides = (*NOISY, "selection.relabel_share=0.3", "loop.stop_set=100", "loop.stop_when_stable=false")
     reference = tmp_path / "reference"

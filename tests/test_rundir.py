@@ -30,6 +30,7 @@ with exclusive(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_a_second_run_in_the_same_directory_is_refused_naming_the_holder(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
                               text=True)

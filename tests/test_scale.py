@@ -87,6 +87,7 @@ def test_a_pool_too_large_for_memory_is_refused_naming_the_memory(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_pool_too_large_in_one_line(tmp_path):
     result = run_cli("project=shifted_fashion_mnist", "project.source.n=10000000000",
                      f"project.source.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}")

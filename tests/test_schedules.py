@@ -199,6 +199,7 @@ def test_a_schedule_that_needs_a_model_at_round_zero_is_refused_on_a_cold_start(
                        "loop.initial_labels=0")
 
 
+@pytest.mark.slow
 def test_killed_portfolio_run_resumes_to_the_same_draws(tmp_path):
     overrides = (*DIGITS, "acquisition=portfolio", "loop.rounds=3")
     reference = tmp_path / "reference"
