@@ -127,3 +127,34 @@ def test_weight_decay_per_label_divides_by_the_labelled_count(monkeypatch, per_l
     images, labels = data(12)
     cnn(weight_decay=3.0, weight_decay_per_label=per_label).fit(images, labels)
     assert seen == [pytest.approx(expected)]
+
+
+def test_shift_augmentation_moves_each_image_by_its_own_offset_with_zeros_shifted_in():
+    from plugins.models.torch_model import _shifted
+
+    images = torch.arange(2 * 1 * 4 * 5, dtype=torch.float32).reshape(2, 1, 4, 5) + 1  # no zero pixels
+    assert _shifted(images, 0, torch.Generator().manual_seed(0)) is images
+    moved = _shifted(images, 1, torch.Generator().manual_seed(3))
+    assert moved.shape == images.shape
+    for original, out in zip(images, moved, strict=True):
+        # By hand: the 9 placements of the image inside a one-pixel zero frame, cut back to 4 x 5.
+        framed = torch.zeros(1, 6, 7)
+        framed[:, 1:5, 1:6] = original
+        placements = [framed[:, dy : dy + 4, dx : dx + 5] for dy in range(3) for dx in range(3)]
+        assert sum(bool(torch.equal(out, p)) for p in placements) == 1
+    draws = {tuple(_shifted(images, 2, torch.Generator().manual_seed(s))[0].flatten().tolist()) for s in range(20)}
+    assert len(draws) > 5  # offsets are drawn, not fixed
+
+
+def test_shift_augmentation_is_seeded_and_refuses_negative_shifts():
+    images = np.random.default_rng(0).random((12, 8, 8)).astype(np.float32)
+    labels = np.arange(12) % 3
+
+    def fitted(seed: int) -> np.ndarray:
+        model = TorchClassifier(partial(GalCNN, filters=4, hidden=8), 3, random_state=seed, epochs=2,
+                                augment_shift=1)
+        return model.fit(images, labels).predict_proba(images)
+
+    np.testing.assert_array_equal(fitted(0), fitted(0))
+    with pytest.raises(ValueError, match="augment_shift"):
+        TorchClassifier(partial(GalCNN), 3, augment_shift=-1)

@@ -29,11 +29,13 @@ class TorchClassifier:
         weight_decay_per_label: bool = False,
         predict_mc_samples: int = 0,
         predict_batch_size: int = 1024,
+        augment_shift: int = 0,
     ) -> None:
         """``weight_decay_per_label``: divide ``weight_decay`` by the number of labelled items, as a prior whose
         weight shrinks while the data grows does (Gal et al. 2017 use c / N). ``predict_mc_samples``: T > 0 makes
         ``predict_proba`` the mean of T MC-dropout passes (the predictive mean of the approximate posterior)
-        instead of one pass with dropout off."""
+        instead of one pass with dropout off. ``augment_shift``: s > 0 moves every training image of a batch by a
+        random whole number of pixels in [-s, s] each way (zero fill), a fresh draw each time it is used."""
         if int(predict_mc_samples) < 0:
             raise ValueError(f"predict_mc_samples must be 0 (off) or a number of passes, got {predict_mc_samples}")
         self.module_factory = module
@@ -47,6 +49,9 @@ class TorchClassifier:
         self.weight_decay_per_label = bool(weight_decay_per_label)
         self.predict_mc_samples = int(predict_mc_samples)
         self.predict_batch_size = predict_batch_size
+        if int(augment_shift) < 0:
+            raise ValueError(f"augment_shift must be 0 (off) or a number of pixels, got {augment_shift}")
+        self.augment_shift = int(augment_shift)
         self.module_: nn.Module | None = None
 
     # --- training ---------------------------------------------------------------------------------
@@ -68,7 +73,8 @@ class TorchClassifier:
                 for start in range(0, len(inputs), self.batch_size):
                     batch = order[start : start + self.batch_size]
                     optimizer.zero_grad(set_to_none=True)
-                    loss = loss_fn(module(inputs[batch]), targets[batch])
+                    seen = _shifted(inputs[batch], self.augment_shift, generator)
+                    loss = loss_fn(module(seen), targets[batch])
                     loss.backward()
                     optimizer.step()
         module.eval()
@@ -121,6 +127,16 @@ class TorchClassifier:
     def _chunks(self, X: np.ndarray):
         for start in range(0, len(X), self.predict_batch_size):
             yield _as_tensor(X[start : start + self.predict_batch_size])
+
+
+def _shifted(images: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each (C, H, W) image moved by its own random offset in [-shift, shift] on both axes, zeros shifted in."""
+    if not shift:
+        return images
+    height, width = images.shape[-2:]
+    padded = nn.functional.pad(images, (shift, shift, shift, shift))
+    offsets = torch.randint(0, 2 * shift + 1, (len(images), 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)])
 
 
 def _as_tensor(X: np.ndarray) -> torch.Tensor:
