@@ -172,7 +172,7 @@ MEMMAP = ("compute.memmap_min_bytes=0", "metrics=quality")
         pytest.param("inside", "act:1", (), marks=pytest.mark.slow),
         pytest.param("inside", "import:-1", (), marks=pytest.mark.slow),
         pytest.param("after", "evaluate:3", (), marks=pytest.mark.slow),
-        ("inside", "score:1", MEMMAP),
+        pytest.param("inside", "score:1", MEMMAP, marks=pytest.mark.slow),
         pytest.param("inside", "act:0", MEMMAP, marks=pytest.mark.slow),
         pytest.param("inside", "metrics:-1", MEMMAP, marks=pytest.mark.slow),
     ],

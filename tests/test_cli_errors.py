@@ -228,6 +228,7 @@ def test_cli_refuses_a_callback_before_hydra_creates_it(tmp_path):
     assert not sentinel.exists() and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_experiment_file_that_runs_code(tmp_path):
     configs, sentinel = tmp_path / "configs", tmp_path / "created.npy"
     (configs / "experiment").mkdir(parents=True)

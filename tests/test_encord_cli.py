@@ -35,6 +35,7 @@ def runner(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_missing_credentials_exit_2_with_one_line(tmp_path):
     done = runner(
         "+experiment=encord",

@@ -127,6 +127,7 @@ def assert_listed(project: OfflineProject) -> None:
             assert set(kwargs) <= set(entry[2]), f"{cls}.{name} got {kwargs}, SDK_CALLS lists {entry[2]}"
 
 
+@pytest.mark.slow
 def test_relabels_routes_and_issues_use_only_listed_calls(tmp_path):
     project = triage_workflow(memory_project(tmp_path, n=20, labelled=8))
     platform = EncordPlatform(

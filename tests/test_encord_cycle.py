@@ -150,6 +150,7 @@ def test_labels_arriving_before_apply_replan_the_open_round(tmp_path, faults):
     assert len(metrics) == 1  # still round 0, planned again with three more labels
 
 
+@pytest.mark.slow
 def test_another_project_in_the_same_directory_is_refused(tmp_path, faults):
     export = example_export(tmp_path, n=60, labelled=20)
     run_dir = tmp_path / "project"

@@ -248,6 +248,7 @@ def test_stabilizing_predictions_stop_a_human_loop_without_test_labels(tmp_path)
 
 
 # --- original images -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_quality_metrics_see_each_image_at_its_own_size(tmp_path):
     export = example_export(tmp_path, n=30, labelled=10)
     wide = sorted(p.stem for p in (export / "images").glob("*.png"))[:5]

@@ -64,6 +64,7 @@ def test_login_failure_message_redacts_the_key(monkeypatch):
 
 
 # --- reading ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_read_lists_every_row_reads_the_radio_class_and_writes_nothing(tmp_path):
     project = memory_project(tmp_path, n=40, labelled=12)
     before = {h: dict(r["metadata"]) for h, r in project.records.items()}

@@ -60,6 +60,7 @@ def test_item_metrics_are_written_and_match_an_independent_computation(tmp_path)
     assert positions == list(range(1500 - 20))
 
 
+@pytest.mark.slow
 def test_metric_range_filter_keeps_only_items_inside_the_range(tmp_path):
     run_dir = tmp_path / "run"
     run_ok(run_dir, "metrics=quality", NO_DIVERSITY, "+filters.metrics.brightness=[0.33,null]")
@@ -117,6 +118,7 @@ def test_cold_start_with_no_labels(tmp_path):
     assert len(set(truths[first])) >= 7  # typical points of 10 clusters cover most digits
 
 
+@pytest.mark.slow
 def test_batch_strategy_and_weighted_acquisition_run_end_to_end(tmp_path):
     run_ok(tmp_path / "coreset", "acquisition=coreset")
     chosen = selected_ids(tmp_path / "coreset")

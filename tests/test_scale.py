@@ -145,6 +145,7 @@ def test_exact_index_finds_the_brute_force_neighbours():
     assert np.all(np.diff(distance, axis=1) >= 0) and not (found == np.arange(300)[:, None]).any()
 
 
+@pytest.mark.slow
 def test_approximate_index_recall_is_measured_against_exact_search():
     x = clustered(3000)
     index = NeighbourIndex(x, NeighbourSettings(approximate_above=1000, probes=4, recall_sample=200))

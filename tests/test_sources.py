@@ -39,6 +39,7 @@ def test_fashion_mnist_has_its_own_split():
     assert data.images.min() >= 0.0 and data.images.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_embedded_sources_are_complete_and_scaled():
     m, d = mnist(), digits()
     assert m.images.shape == (5000, 28, 28) and np.bincount(m.labels).tolist() == [500] * 10
