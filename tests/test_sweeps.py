@@ -49,12 +49,14 @@ def selections(run_dir: Path) -> dict[str, bytes]:
 
 
 def comparable_files(run_dir: Path) -> dict[str, object]:
-    """A run's files, minus the wall-clock seconds that legitimately differ between two runs."""
+    """A run's files, minus what legitimately differs between two runs: wall-clock seconds, and what the last
+    invocation measured of itself (``resources``: time and memory per stage)."""
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for row in metrics:
         row.pop("seconds")
     summary = json.loads((run_dir / "summary.json").read_text())
     summary.pop("stage_seconds_total")
+    summary.pop("resources")
     return {
         "metrics": metrics,
         "summary": summary,
