@@ -216,12 +216,14 @@ def test_a_listed_package_allows_its_classes(tmp_path):
 GROUPS = sorted(p.name for p in (REPO / "conf").iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))
 
 
-def shipped_choices() -> list[tuple[str, ...]]:
-    choices = [(f"+experiment={p.stem}",) for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))]
-    for group in GROUPS:
-        choices += [("+experiment=digits", f"{group}={p.stem}") for p in sorted((REPO / "conf" / group).glob("*.yaml"))]
-    launchers = ("basic", "joblib", "submitit_local", "submitit_slurm")
-    return choices + [("+experiment=digits", f"hydra/launcher={name}") for name in launchers]
+def shipped_choices() -> list:
+    """Every experiment (default suite), and every choice of every group and launcher (with -m slow)."""
+    choices: list = [(f"+experiment={p.stem}",) for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))]
+    more = [("+experiment=digits", f"{group}={p.stem}") for group in GROUPS
+            for p in sorted((REPO / "conf" / group).glob("*.yaml"))]
+    more += [("+experiment=digits", f"hydra/launcher={name}")
+             for name in ("basic", "joblib", "submitit_local", "submitit_slurm")]
+    return choices + [pytest.param(*[c], id=" ".join(c), marks=pytest.mark.slow) for c in more]
 
 
 # the values these configs leave for the user to give (???)
@@ -229,7 +231,7 @@ ENCORD = ("project.source.project_hash=abc", "project.source.classification=digi
 MANDATORY = {"+experiment=encord": ENCORD, "project=encord": ENCORD, "embedder=clip": ("embedder.weights_path=e.pt",)}
 
 
-@pytest.mark.parametrize("overrides", shipped_choices(), ids=" ".join)
+@pytest.mark.parametrize("overrides", shipped_choices(), ids=lambda c: " ".join(c))
 def test_every_shipped_config_passes(tmp_path, overrides):
     check(*overrides, *MANDATORY.get(overrides[-1], ()), f"hydra.run.dir={tmp_path / 'run'}")
 
