@@ -243,6 +243,7 @@ def test_cli_refuses_an_experiment_file_that_runs_code(tmp_path):
     assert len(result.stderr.splitlines()) == 1 and not sentinel.exists()
 
 
+@pytest.mark.slow
 def test_cli_show_config_and_help_still_work():
     shown = run_cli("+experiment=digits", "--cfg", "job")
     assert shown.returncode == 0 and "allowed_packages: []" in shown.stdout

@@ -79,6 +79,7 @@ def test_missing_weights_are_one_line_naming_the_key_and_file(tmp_path):
         check_available(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_local_weights_embed_with_an_exported_network(tmp_path):
     torch = pytest.importorskip("torch")
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))

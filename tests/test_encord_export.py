@@ -180,6 +180,7 @@ def test_the_helper_refuses_to_overwrite_what_is_not_an_export(tmp_path, capsys)
     assert (mine / "notes.txt").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_the_helper_command_line_ends_without_a_traceback(tmp_path):
     done = run("-m", "plugins.encord.export", "annotate", str(tmp_path / "absent"))
     assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -54,6 +54,7 @@ def planned(run_dir: Path, round_: int, action: str) -> list[dict]:
 
 
 # --- trusted labels --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_labels_in_review_are_listed_but_neither_trained_on_nor_selected(tmp_path):
     export = example_export(tmp_path, n=60, labelled=20)
     in_review = reviewed(export, 6, wrong=1)

@@ -96,6 +96,7 @@ def test_a_second_read_asks_for_no_image_urls(tmp_path):
     assert not any(kind == "get_storage_items" for kind, _ in project.server_calls[first:])
 
 
+@pytest.mark.slow
 def test_unknown_classification_lists_the_radio_ones(tmp_path):
     platform = EncordPlatform(memory_project(tmp_path), "colour", tmp_path / "cache", retry=NO_WAIT)
     with pytest.raises(Exception, match="radio classifications: digit"):

@@ -37,6 +37,7 @@ def test_threadpools_name_libraries_without_paths() -> None:
         assert lib["num_threads"] >= 1
 
 
+@pytest.mark.slow
 def test_describing_does_not_import_torch() -> None:
     probe = "import sys; from runner import environment; environment.describe(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=False)

@@ -116,6 +116,7 @@ def test_page_is_self_contained_and_small(run: Path) -> None:
     assert len(text.encode()) < 500_000
 
 
+@pytest.mark.slow
 def test_same_store_gives_the_same_bytes(run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"  # the page names its run directory
     copy.mkdir()

@@ -30,6 +30,7 @@ def test_missing_fashion_mnist_names_the_package(tmp_path):
         fashion_mnist(str(tmp_path))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path(FASHION_MNIST_ROOT).is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_has_its_own_split():
     data = fashion_mnist()
