@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from plugins.files import atomic_write, atomic_write_text
@@ -19,22 +20,22 @@ def selection_csv_path(run_dir: Path, round_: int) -> Path:
 
 
 def write_selection_csv(store: Store, run_dir: Path, round_: int) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["item_id", "score", "rank"])
-    for item_id, score, rank in store.selection(round_):
-        writer.writerow([item_id, repr(float(score)), rank])
-    atomic_write_text(selection_csv_path(run_dir, round_), buffer.getvalue())
+    _write_ranked_csv(store.selection(round_), selection_csv_path(run_dir, round_))
 
 
 def write_relabel_csv(store: Store, run_dir: Path, round_: int) -> None:
     """``relabel/round_NNN.csv``: the suspects a round sent back for another look (``item_id,score,rank``)."""
+    _write_ranked_csv(store.relabel_rows(round_), run_dir / "relabel" / f"round_{round_:03d}.csv")
+
+
+def _write_ranked_csv(rows: Iterable[tuple[str, float, int]], path: Path) -> None:
+    """``item_id,score,rank`` rows, scores written exactly (repr), atomically."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["item_id", "score", "rank"])
-    for item_id, score, rank in store.relabel_rows(round_):
+    for item_id, score, rank in rows:
         writer.writerow([item_id, repr(float(score)), rank])
-    atomic_write_text(run_dir / "relabel" / f"round_{round_:03d}.csv", buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def write_label_issues_csv(store: Store, run_dir: Path, class_names: list[str]) -> None:
