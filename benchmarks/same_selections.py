@@ -125,8 +125,11 @@ def produce(out: Path, only: list[str] | None, workers: int) -> list[str]:
     if only:
         cases = {n: c for n, c in cases.items() if n in only}
     failures = []
-    with tempfile.TemporaryDirectory() as scratch, concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        futures = {pool.submit(kind, name, overrides, Path(scratch)): name for name, (kind, overrides) in cases.items()}
+    # One fixed scratch folder: the Encord configs resolve paths under the run directory into their digest.
+    scratch = Path(tempfile.gettempdir()) / "al-runner-same-selections"
+    shutil.rmtree(scratch, ignore_errors=True)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = {pool.submit(kind, name, overrides, scratch): name for name, (kind, overrides) in cases.items()}
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
             try:
