@@ -106,10 +106,10 @@ def stable_at(run_dir: Path) -> int | None:
 def rule_at(rows: list[dict], agreement: float) -> int | None:
     """Annotations at which the stabilizing-predictions rule (window 3) first holds for another threshold,
     from the recorded kappas: the runner's own rule, replayed."""
-    from runner.assemble import LoopSettings
-    from runner.loop import stable_rounds
+    from runner.settings import LoopSettings
+    from runner.stopping import stable_rounds
 
-    loop = LoopSettings(len(rows), 20, None, "simulate", stop_set=1000, stop_agreement=agreement, stop_window=3)
+    loop = LoopSettings(rounds=len(rows), stop_set=1000, stop_agreement=agreement, stop_window=3)
     found = stable_rounds(rows, loop)
     return next(r["cost"] for r in rows if r["round"] == found[0]) if found else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -60,19 +61,16 @@ def run_job(cfg: DictConfig) -> dict:
 
 
 def run(config: dict, run_dir: Path, threads: int) -> dict:
-    """Check and build every part of the run, then, holding the run directory, run the sequence its mode names."""
+    """Check and build every part of the run, then, holding the run directory, run its rounds."""
     from runner.assemble import assemble
     from runner.compute import open_compute
-    from runner.loop import Session, simulate
-    from runner.platform import check_act, check_project_dir, human_step, open_platform_store
-    from runner.rundir import claim, exclusive
+    from runner.rounds import run_rounds
+    from runner.rundir import exclusive
+    from runner.session import Session
     from runner.store import Store, unusable
 
-    if config["loop"]["mode"] == "human":
-        check_project_dir(config, run_dir)  # before the platform is read
-    parts = assemble(config)  # every refusal the config and data allow happens here, before anything is written
-    if not parts.loop.simulated:
-        check_act(parts)  # the act settings against the platform's workflow (stages, pathways)
+    # Every refusal the config and data allow happens here, before anything is written.
+    parts = assemble(config, run_dir)
     if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
         sys.modules["torch"].set_num_threads(threads)
     compute = open_compute(parts.compute, threads)  # an address where no Ray answers is refused before any write
@@ -80,11 +78,8 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
         with exclusive(run_dir):
             store = Store(run_dir / "state.sqlite", memmap_min_bytes=parts.compute.memmap_min_bytes)
             try:
-                if parts.loop.simulated:
-                    claim(store, run_dir, config, parts.fingerprint, parts.project_name)
-                    return simulate(Session(parts, store, run_dir, compute))
-                parts = open_platform_store(parts, store, run_dir)
-                return human_step(Session(parts, store, run_dir, compute))
+                parts = dataclasses.replace(parts, data=parts.labeller.claim(store, run_dir, parts.data))
+                return run_rounds(Session(parts, store, run_dir, compute), parts.labeller)
             except sqlite3.DatabaseError as exc:  # damage found after the store opened (a truncated page)
                 raise unusable(store.path, exc) from None
             finally:
@@ -95,7 +90,7 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
 
 def finished_summary(config: dict, run_dir: Path) -> dict | None:
     """The recorded summary when ``run_dir`` holds a finished run of exactly ``config``, else None."""
-    from runner.config import config_sha256
+    from runner.rundir import config_sha256
     from runner.store import GLOBAL_ROUND
 
     state, summary_path = run_dir / "state.sqlite", run_dir / "summary.json"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,65 +23,15 @@ from runner.acquire import Acquisition
 from runner.compute import ComputeSettings, compute_settings
 from runner.config import validate
 from runner.errors import ConfigError, PluginError, from_plugin
+from runner.labellers import ACT_INPUTS, Annotators, Labeller, SimulatedAnnotators, initial_labels
+from runner.platform_labeller import Planner, Platform, PlatformLabeller, check_project_dir, project_identity
 from runner.plugins import instantiate_callable, instantiate_node
 from runner.quality import Embeddings, Metric, metric_set
+from runner.rundir import ConfigRecord
 from runner.seeds import stage_rng
+from runner.settings import LoopSettings, ReportSettings, SelectionSettings, section
 from runner.stages import StartPlan
 from runner.store import GLOBAL_ROUND
-
-
-@runtime_checkable
-class Platform(Protocol):
-    """A labelling platform project, as ``project.source`` returns it in ``loop.mode: human``."""
-
-    name: str
-
-    def read(self) -> Dataset:
-        """Items (ids, images), current trusted labels (-1 where none), split, and per-item ``extra`` columns
-        (``title``, ``stage``, and ``unconfirmed_label``: the class of a label not trusted yet, which is neither
-        trained on nor a candidate, -1 where none). Never writes to the platform."""
-        ...
-
-    def stages(self) -> dict[str, dict]:
-        """Workflow stage title -> ``{"kind": ..., ...}`` (``kind`` ``DONE`` for a final stage), in order."""
-        ...
-
-    def apply(self, records: list[dict], checkpoint: Callable[[], None]) -> None:
-        """Apply the platform records of a plan in place (``status``, ``error``), calling ``checkpoint``
-        after each batch."""
-        ...
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    rounds: int
-    initial_labels: int
-    target_accuracy: float | None
-    mode: str  # "simulate" or "human"
-    stop_set: int = 0  # items of the stabilizing-predictions stop set; 0 = no such rule
-    stop_agreement: float = 0.99
-    stop_window: int = 3
-    stop_when_stable: bool = True
-
-    @property
-    def simulated(self) -> bool:
-        return self.mode == "simulate"
-
-
-@dataclass(frozen=True)
-class SelectionSettings:
-    budget: float
-    policy: str
-    pool_subset: int | None
-    chunk_size: int
-    cost: str | None
-    tag: str | None
-    relabel_share: float = 0.0
-
-    @property
-    def relabels(self) -> int:
-        """Items of each round's budget that go to relabelling suspects (at most; fewer when fewer are found)."""
-        return int(self.budget * self.relabel_share)
 
 
 @dataclass(frozen=True)
@@ -88,18 +39,6 @@ class Policy:
     name: str
     function: Callable[..., np.ndarray]
     inputs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Act:
-    label: str
-    function: Callable[..., Any]
-    inputs: tuple[str, ...] = ("truth",)  # simulation: what the oracle is given (ACT_INPUTS)
-
-
-# What a simulated annotator (the act function of loop.mode=simulate) may ask for by parameter name.
-ACT_INPUTS = {"truth": "the selected items' true classes", "rng": "the stage's seeded Generator",
-              "n_classes": "number of classes"}
 
 
 @dataclass(frozen=True)
@@ -114,25 +53,23 @@ class Audit:
 
 @dataclass
 class Parts:
-    """Everything one run is made of, built and checked before the run directory is touched."""
+    """Everything one run is made of, built and checked before the run directory is touched. Nothing after
+    assembly reads the config dict: what the stages need of it is here, typed."""
 
-    config: dict
     seed: int
     project_name: str
     loop: LoopSettings
     selection: SelectionSettings
+    report: ReportSettings
     data: Dataset
-    platform: Platform | None
     model_node: dict
     acquisition: Acquisition
     embeddings: Embeddings
     metrics: list[Metric]
     filters: Any
     policy: Policy
-    act: Act
-    start: StartPlan | None  # simulation: the split and the initial labels
+    labeller: Labeller
     audit: Audit | None  # None: no label-error detection
-    fingerprint: str
     compute: ComputeSettings
 
     @property
@@ -146,27 +83,20 @@ class Parts:
         )
 
 
-def assemble(config: dict) -> Parts:
-    """Build and cross-check every part of the run ``config`` describes; ConfigError on the first problem."""
+def assemble(config: dict, run_dir: Path | None = None) -> Parts:
+    """Build and cross-check every part of the run ``config`` describes; ConfigError on the first problem.
+    ``run_dir``: the run directory it will run in, whose store is only read here."""
     validate(config)
     try:
-        return _assemble(config)
+        return _assemble(config, run_dir)
     except InputError as exc:  # a plugin's own refusal of a value or of the data
         raise from_plugin(exc) from None
 
 
-def _assemble(config: dict) -> Parts:
+def _assemble(config: dict, run_dir: Path | None) -> Parts:
     seed = int(config["seed"])
-    loop_cfg, sel = config["loop"], config["selection"]
-    loop = LoopSettings(
-        int(loop_cfg["rounds"]), int(loop_cfg["initial_labels"]), loop_cfg["target_accuracy"], loop_cfg["mode"],
-        int(loop_cfg["stop_set"]), float(loop_cfg["stop_agreement"]), int(loop_cfg["stop_window"]),
-        bool(loop_cfg["stop_when_stable"]),
-    )
-    selection = SelectionSettings(
-        float(sel["budget"]), str(sel["policy"]), sel["pool_subset"], int(sel["chunk_size"]), sel["cost"], sel["tag"],
-        float(sel["relabel_share"]),
-    )
+    loop = section(LoopSettings, config["loop"])
+    selection = section(SelectionSettings, config["selection"])
     acquisition = Acquisition.from_config(config["acquisition"])
     metrics = metric_set(config["metrics"])
     metric_names = [m.name for m in metrics]
@@ -175,20 +105,23 @@ def _assemble(config: dict) -> Parts:
     needs_embeddings = (
         acquisition.needs_embeddings or filters.needs_embeddings or any(m.source == "embeddings" for m in metrics)
     )
-    policy = _policy(sel)
-    act = _act(config["act"], loop)
+    policy = _policy(config["selection"])
+    act = config["act"]
+    annotators = None if not loop.simulated else _annotators(act)
     audit = _audit(config["audit"])
     _check_selection(selection, loop, acquisition, policy, metric_names)
     _check_relabel(selection, audit)
 
-    if not loop.simulated and not {"apply", "show"} <= set(config["act"]):
+    if not loop.simulated and not {"apply", "show"} <= set(act):
         raise ConfigError(f"loop.mode=human needs a platform act with apply and show (e.g. act=encord), not "
-                          f"act={config['act']['name']}")
-    data, platform = _source(config, loop)
-    _check_against_data(config, data, selection, filters, metric_names)
-    start = None
-    if loop.simulated:
-        start = _start_plan(config, data, loop, selection, seed, act)
+                          f"act={act['name']}")
+    data, platform, identity = _source(config, loop, run_dir)
+    _check_against_data(data, selection, filters, metric_names)
+    project_name = str(config["project"]["name"])
+    record = ConfigRecord.of(config)
+    labeller: Labeller
+    if annotators is not None:
+        start = _start_plan(config, data, loop, selection, seed, annotators)
         # A schedule may start with a strategy that needs no model: what round 0 needs is what counts.
         if loop.initial_labels == 0 and _round_zero(acquisition).needs_model:
             raise ConfigError(
@@ -197,11 +130,18 @@ def _assemble(config: dict) -> Parts:
             )
         if filters.needs_model and loop.initial_labels == 0:
             raise ConfigError("filters.classes filters by predicted class, which needs loop.initial_labels > 0")
+        labeller = SimulatedAnnotators(annotators, start, record, data_fingerprint(data), project_name,
+                                       data.n_classes, seed)
+    else:
+        assert platform is not None, "a human-mode source is a platform (checked in _source)"
+        platform_labeller = PlatformLabeller(platform, _planner(act), identity, record, project_name)
+        platform_labeller.check()  # the act settings against the platform's workflow (stages, pathways)
+        labeller = platform_labeller
 
     parts = Parts(
-        config, seed, str(config["project"]["name"]), loop, selection, data, platform, dict(config["model"]),
-        acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy, act, start, audit,
-        data_fingerprint(data), compute_settings(config),
+        seed, project_name, loop, selection, section(ReportSettings, config.get("report")), data,
+        dict(config["model"]), acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy,
+        labeller, audit, compute_settings(config),
     )
     model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
     if "samples" in acquisition.inputs and not hasattr(model, "predict_proba_samples"):
@@ -232,16 +172,21 @@ def _policy(sel: dict) -> Policy:
     return Policy(name, function, inputs)
 
 
-def _act(node: dict, loop: LoopSettings) -> Act:
+def _annotators(node: dict) -> Annotators:
     label = f"act '{node['name']}'"
     function = instantiate_callable(node["function"], label)
-    if not loop.simulated:
-        return Act(label, function)
     try:
         inputs = declared_inputs(function, known=ACT_INPUTS)
     except ValueError as exc:
         raise ConfigError(f"act.function: {exc}") from None
-    return Act(label, function, inputs)
+    return Annotators(label, function, inputs)
+
+
+def _planner(node: dict) -> Planner:
+    label = f"act '{node['name']}'"
+    function = instantiate_callable(node["function"], label)
+    arguments = {k: v for k, v in node["function"].items() if k != "_target_"}
+    return Planner(str(node["name"]), label, function, arguments, bool(node["apply"]), int(node["show"]))
 
 
 def _audit(node: dict) -> Audit | None:
@@ -297,8 +242,9 @@ def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisiti
         raise ConfigError(f"{acquisition.label} weighs metric '{missing[0]}'; add it to metrics.names")
 
 
-def _source(config: dict, loop: LoopSettings) -> tuple[Dataset, Platform | None]:
-    """The project's items, and the platform they live on (human mode)."""
+def _source(config: dict, loop: LoopSettings, run_dir: Path | None) -> tuple[Dataset, Platform | None, str]:
+    """The project's items, the platform they live on (human mode) and what identifies that project there. A
+    project directory (``run_dir``) of another project is refused before the platform is read."""
     project = config["project"]
     found = instantiate_node(project["source"], f"project '{project['name']}' source")
     if isinstance(found, Platform):
@@ -307,7 +253,10 @@ def _source(config: dict, loop: LoopSettings) -> tuple[Dataset, Platform | None]
                 f"project '{project['name']}' is a labelling platform; its rounds run with loop.mode=human "
                 "(e.g. +experiment=encord)"
             )
-        return found.read(), found
+        identity = project_identity(str(project["name"]), project["source"], found.identity_keys, int(config["seed"]))
+        if run_dir is not None:
+            check_project_dir(identity, run_dir)
+        return found.read(), found, identity
     if not isinstance(found, Dataset):
         raise ConfigError(f"project '{project['name']}' source returned {type(found).__name__}, not a data set "
                           "or a platform")
@@ -316,11 +265,10 @@ def _source(config: dict, loop: LoopSettings) -> tuple[Dataset, Platform | None]
             f"project '{project['name']}' is not a platform project: loop.mode=human needs a source that returns a "
             "platform (name, read, stages, apply), not a data set"
         )
-    return found, None
+    return found, None, ""
 
 
-def _check_against_data(config: dict, data: Dataset, selection: SelectionSettings, filters: Any,
-                        metric_names: list[str]) -> None:
+def _check_against_data(data: Dataset, selection: SelectionSettings, filters: Any, metric_names: list[str]) -> None:
     unknown = [m for m in filters.metric_names if m not in metric_names]
     if unknown:
         raise ConfigError(f"filters.metrics.{unknown[0]}: metric '{unknown[0]}' is not computed; add it to "
@@ -335,7 +283,7 @@ def _check_against_data(config: dict, data: Dataset, selection: SelectionSetting
 
 
 def _start_plan(config: dict, data: Dataset, loop: LoopSettings, selection: SelectionSettings,
-                seed: int, act: Act) -> StartPlan:
+                seed: int, annotators: Annotators) -> StartPlan:
     """The split and the initial labels of a simulated run, drawn now so that a bad size is refused up front."""
     n = len(data.item_ids)
     labels = np.asarray(data.labels)
@@ -355,15 +303,8 @@ def _start_plan(config: dict, data: Dataset, loop: LoopSettings, selection: Sele
     if loop.initial_labels > len(pool):
         raise ConfigError(f"loop.initial_labels={loop.initial_labels} is larger than the pool ({len(pool)} items)")
     initial = class_balanced_sample(pool, labels[pool], loop.initial_labels, rng)
-    # The initial labels come from the same annotators as every later one (an erring oracle errs here too).
-    given = {"truth": labels[initial], "rng": stage_rng(seed, GLOBAL_ROUND, "act"), "n_classes": data.n_classes}
-    try:
-        initial_labels = np.asarray(act.function(**{k: given[k] for k in act.inputs}), dtype=np.int64)
-    except ValueError as exc:
-        raise ConfigError(f"{act.label}: {exc}") from None
-    if initial_labels.shape != initial.shape:
-        raise ConfigError(f"{act.label}: returned {initial_labels.shape} labels for {len(initial)} items")
-    return StartPlan(np.asarray(data.item_ids), split, labels, initial, initial_labels)
+    given = initial_labels(annotators, labels[initial], seed, data.n_classes)
+    return StartPlan(np.asarray(data.item_ids), split, labels, initial, given)
 
 
 def data_fingerprint(data: Dataset) -> str:

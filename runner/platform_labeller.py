@@ -1,88 +1,275 @@
-"""Human-in-the-loop rounds on a labelling platform (``loop.mode: human``).
+"""The labeller of human-in-the-loop rounds on a labelling platform (``loop.mode: human``).
 
-One invocation is one step of one round, in a fixed project directory whose store carries the state:
+One invocation works on the open round of a fixed project directory, whose store carries the state:
 
-1. pull: items new on the platform join the store; labels that annotators added (or changed, or removed)
-   since the last invocation replace what the store knew. Labels pulled at the start of round r are
-   recorded as acquired in round r-1 (the round whose actions led to them; -1 before round 0).
-   Only trusted labels count (the platform says which: on Encord, those in the final stages unless
-   configured); an item whose label is not trusted yet is neither trained on nor a candidate. Items move
-   into the ``test`` split as the platform says (a held-out share of trusted labels, or a test stage).
-2. train, audit, evaluate, score, select: the loop's own stages. Evaluation uses the labelled items of the
-   ``test`` split; with none, the accuracy is n/a. ``loop.target_accuracy`` and the stabilizing-predictions
-   rule (``loop.stop_set``) end the loop here: nothing more is selected or planned.
-3. plan: ``act.function`` builds the round's action records from the selection, the label suspects sent back
-   (``selection.relabel_share``) and the platform state, and writes ``actions/round_NNN.json`` (see
-   ``runner/plan_file.py``).
-4. act: a dry run (the default) prints the plan and stops; the round stays open and is planned again from
-   scratch if labels arrive before it is applied. ``act.apply=true`` applies it (tags go to the store,
-   the rest to the platform), records every outcome in the file, and closes the round once everything is
-   applied; a partial failure exits 1 and the next ``act.apply=true`` finishes the rest.
-Only the project's identity (source, project, classification, seed) must stay the same between
-invocations; budget, acquisition, filters and actions may change from round to round.
+1. pull (:meth:`PlatformLabeller.start`): items new on the platform join the store; labels that annotators
+   added (or changed, or removed) since the last invocation replace what the store knew. Labels pulled at the
+   start of round r are recorded as acquired in round r-1 (the round whose actions led to them; -1 before
+   round 0). Only trusted labels count (the platform says which); an item whose label is not trusted yet is
+   neither trained on nor a candidate. Items move into the ``test`` split as the platform says. A round that was
+   planned but not applied before new labels arrived is planned again from scratch.
+2. the round driver's stages (``runner.rounds``): train, audit, evaluate, stop?, score, select. Evaluation uses
+   the labelled items of the ``test`` split; with none, the accuracy is n/a.
+3. label (:meth:`PlatformLabeller.label`): the act function plans the round's action records from the selection,
+   the label suspects sent back (``selection.relabel_share``) and the platform state, into
+   ``actions/round_NNN.json`` (see ``runner/plan_file.py``). A dry run (the default) prints the plan and stops;
+   the round stays open. ``act.apply=true`` applies it (tags go to the store, the rest to the platform) as the
+   round's ``act`` stage, records every outcome in the file, and closes the round once everything is applied; a
+   partial failure exits 1 and the next ``act.apply=true`` finishes the rest.
 
-The platform is what ``project.source`` creates: any object with the :class:`runner.assemble.Platform`
-interface. Reading it changes nothing on the platform; only ``act.apply=true`` calls its ``apply``.
+Only the project's identity (what the platform names as identifying, plus the project name and seed) must stay
+the same between invocations; budget, acquisition, filters and actions may change from round to round.
+
+The platform is what ``project.source`` creates: any object with the :class:`Platform` interface. Reading it
+changes nothing on the platform; only ``act.apply=true`` calls its ``apply``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
-from runner import __version__, artifacts, plan_file
-from runner.assemble import Parts, Platform
-from runner.config import config_sha256
+from runner import __version__, plan_file, stages
 from runner.errors import ConfigError, RunnerError
-from runner.loop import Session, stop_reason
-from runner.rundir import write_resolved_config
+from runner.rundir import ConfigRecord, write_resolved_config
 from runner.store import GLOBAL_ROUND, Store, read_meta
+
+if TYPE_CHECKING:
+    from runner.session import Session
 
 log = logging.getLogger("runner")
 
-IDENTITY_SOURCE_KEYS = ("_target_", "project_hash", "path", "classification", "domain")
+
+@runtime_checkable
+class Platform(Protocol):
+    """A labelling platform project, as ``project.source`` returns it in ``loop.mode: human``."""
+
+    name: str
+    # The keys of its ``project.source`` config that say which project it is: they may not change between
+    # invocations on one project directory (the others, such as retries or image size, may).
+    identity_keys: tuple[str, ...]
+
+    def read(self) -> Dataset:
+        """Items (ids, images), current trusted labels (-1 where none), split, and per-item ``extra`` columns
+        (``title``, ``stage``, and ``unconfirmed_label``: the class of a label not trusted yet, which is neither
+        trained on nor a candidate, -1 where none). Never writes to the platform."""
+        ...
+
+    def stages(self) -> dict[str, dict]:
+        """Workflow stage title -> ``{"kind": ..., ...}`` (``kind`` ``DONE`` for a final stage), in order."""
+        ...
+
+    def apply(self, records: list[dict], checkpoint: Callable[[], None]) -> None:
+        """Apply the platform records of a plan in place (``status``, ``error``), calling ``checkpoint``
+        after each batch."""
+        ...
 
 
-def project_identity(config: dict) -> str:
-    """What must not change between invocations on one project directory."""
-    source = config["project"]["source"]
-    kept = {k: source.get(k) for k in IDENTITY_SOURCE_KEYS if k in source}
-    return json.dumps(
-        {"name": config["project"]["name"], "source": kept, "seed": config["seed"]}, sort_keys=True
-    )
+def project_identity(name: str, source: Mapping[str, Any], identity_keys: tuple[str, ...], seed: int) -> str:
+    """What must not change between invocations on one project directory: the project's name and seed, and the
+    ``project.source`` keys the platform names (``_target_`` always)."""
+    kept = {k: source.get(k) for k in ("_target_", *identity_keys) if k in source}
+    return json.dumps({"name": name, "source": kept, "seed": seed}, sort_keys=True)
 
 
-def check_project_dir(config: dict, run_dir: Path) -> None:
-    """Refuse a project directory of another project before the platform is read (read-only)."""
+def check_project_dir(identity: str, run_dir: Path) -> None:
+    """Refuse a project directory of another project, reading its store only."""
     recorded = read_meta(run_dir / "state.sqlite", "platform_identity")
-    if recorded is not None and recorded != project_identity(config):
+    if recorded is not None and recorded != identity:
         raise ConfigError(f"{run_dir} belongs to another project ({recorded}); use a new hydra.run.dir for this one")
 
 
-def open_platform_store(parts: Parts, store: Store, run_dir: Path) -> Parts:
-    """Check that the project directory belongs to this project; the parts with the data in the store's order."""
-    check_project_dir(parts.config, run_dir)
-    identity = project_identity(parts.config)
-    recorded = store.get_meta("platform_identity")
-    data = align(parts.data, store.item_ids(), run_dir)
-    known = store.get_meta("class_names")
-    if known is not None and json.loads(known) != list(data.class_names):
-        raise ConfigError(f"the classes of project '{parts.project_name}' changed since {run_dir} began")
-    if recorded is None:
-        with store.transaction() as tx:
-            tx.set_meta("platform_identity", identity)
-            tx.set_meta("config_sha256", config_sha256(parts.config))
-            tx.set_meta("runner_version", __version__)
-            tx.set_meta("class_names", json.dumps(list(data.class_names)))
-            tx.set_meta("n_classes", str(data.n_classes))
-    write_resolved_config(run_dir, parts.config)
-    return dataclasses.replace(parts, data=data)
+@dataclass(frozen=True)
+class Planner:
+    """The act function of a platform (``act.function``) and how its plans are shown and applied."""
+
+    name: str  # act.name
+    label: str  # how messages name it
+    function: Callable[..., list[dict]]
+    arguments: dict  # the act function's configured arguments, recorded in each plan file
+    apply: bool  # act.apply
+    show: int  # act.show: records listed per action in the printed plan
+
+
+class PlatformLabeller:
+    """Annotators on a labelling platform: one round per invocation (see the module docstring)."""
+
+    knows_truth = False
+    items_change = True
+
+    def __init__(self, platform: Platform, planner: Planner, identity: str, record: ConfigRecord,
+                 project_name: str) -> None:
+        self.platform = platform
+        self.planner = planner
+        self.identity = identity
+        self.record = record
+        self.project_name = project_name
+        self.failure: str | None = None  # why the plan was applied only in part
+
+    # --- before the rounds --------------------------------------------------------------------------------
+    def check(self) -> None:
+        """The act settings against the platform's workflow (stages, pathways), before any stage runs."""
+        self.plan_records([], [], [], [], 0)
+
+    def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
+        check_project_dir(self.identity, run_dir)
+        aligned = align(data, store.item_ids(), run_dir)
+        known = store.get_meta("class_names")
+        if known is not None and json.loads(known) != list(aligned.class_names):
+            raise ConfigError(f"the classes of project '{self.project_name}' changed since {run_dir} began")
+        if store.get_meta("platform_identity") is None:
+            with store.transaction() as tx:
+                tx.set_meta("platform_identity", self.identity)
+                tx.set_meta("config_sha256", self.record.sha256)
+                tx.set_meta("runner_version", __version__)
+                tx.set_meta("class_names", json.dumps(list(aligned.class_names)))
+                tx.set_meta("n_classes", str(aligned.n_classes))
+        write_resolved_config(run_dir, self.record)
+        return aligned
+
+    def start(self, session: Session) -> int:
+        """Pull; the open round, planned again from scratch when labels arrived before its plan was applied."""
+        store, run_dir = session.store, session.run_dir
+        round_ = current_round(store)
+        changed = pull(session, round_, self.platform.name)
+        record = read_plan(run_dir, round_)
+        applied_any = record is not None and any(r["status"] == "applied" for r in record["records"])
+        if changed and store.is_done(round_, "train") and not applied_any:
+            log.info(f"round {round_} was planned before these labels arrived; planning it again")
+            with store.transaction() as tx:
+                tx.forget_round(round_)
+            actions_path(run_dir, round_).unlink(missing_ok=True)
+        return round_
+
+    # --- a round ------------------------------------------------------------------------------------------
+    def round_figures(self, session: Session, round_: int) -> dict:
+        labels = np.asarray(session.parts.data.labels)
+        return {
+            "n_test_labeled": int((labels[session.store.split_indices("test")] >= 0).sum()),
+            "n_candidates": int(len(session.screened(round_)[0])),
+        }
+
+    def label(self, session: Session, round_: int) -> str | None:
+        """Plan the round (once), show the plan, and apply it when asked to; why the invocation ends here."""
+        run_dir = session.run_dir
+        record = read_plan(run_dir, round_)
+        if record is None:
+            record = self.plan_round(session, round_)
+            save_plan(run_dir, record)
+        log.info(f"round {round_} plan ({actions_path(run_dir, round_).relative_to(run_dir)}):")
+        for line in plan_file.describe(record["records"], self.planner.show):
+            log.info(f"  {line}")
+        if not self.planner.apply:
+            log.info("dry run: nothing was changed; run again with act.apply=true to apply this plan")
+            return "dry_run"
+        session.stage(round_, "act", lambda: self.apply_round(session, round_, record))
+        save_plan(run_dir, record)
+        tally = plan_file.counts(record["records"])
+        log.info("applied: " + "; ".join(f"{a} " + ", ".join(f"{k} {v}" for k, v in s.items())
+                                         for a, s in tally.items()))
+        if record["status"] == "applied":
+            return "applied"
+        failed = sum(r["status"] == "failed" for r in record["records"])
+        self.failure = (
+            f"{failed} of {len(record['records'])} actions of round {round_} failed (see "
+            f"{actions_path(run_dir, round_)}); run again with act.apply=true to finish the rest"
+        )
+        return "partial"
+
+    def plan_records(self, selected: list[dict], rest: list[dict], parked: list[dict], suspects: list[dict],
+                     round_: int) -> list[dict]:
+        try:
+            return self.planner.function(
+                selected=selected, rest=rest, parked=parked, suspects=suspects, stages=self.platform.stages(),
+                round_=round_,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{self.planner.label}: {exc}") from None
+
+    def plan_round(self, session: Session, round_: int) -> dict:
+        """The round's records: the selection, the suspects sent back, and every other unlabelled item (the
+        candidates before filters: what annotators would otherwise spend time on)."""
+        store, data = session.store, session.parts.data
+        selected = store.selected_indices(round_)
+        rest = np.setdiff1d(session.candidates(), selected)
+        labelled, _ = store.labeled()
+        parked = np.setdiff1d(store.tagged("parked"), labelled)
+        issues = {idx: (given, suggested, score) for _, idx, given, suggested, score in store.label_issues(round_)}
+        names = list(data.class_names)
+        suspects = []
+        for rank, i in enumerate(store.relabel_indices(round_), 1):
+            given, suggested, score = issues[int(i)]
+            suspects.append({**planned_item(data, i, rank), "given": names[given], "suggested": names[suggested],
+                             "score": score})
+        tags = store.tags()
+        records = self.plan_records(
+            [planned_item(data, i, rank, tags) for rank, i in enumerate(selected, 1)],
+            [planned_item(data, i) for i in rest],
+            [planned_item(data, i) for i in parked],
+            suspects,
+            round_,
+        )
+        return {
+            "round": round_,
+            "project": self.project_name,
+            "act": self.planner.name,
+            "function": self.planner.arguments,
+            "status": "planned",
+            "counts": plan_file.counts(records),
+            "records": records,
+        }
+
+    def apply_round(self, session: Session, round_: int, record: dict) -> stages.Writer:
+        """Apply the platform's records (the plan file is saved after each batch); the writer of the tag records
+        in the store. The round's ``act`` stage, finished once every record is applied."""
+        store, run_dir = session.store, session.run_dir
+        local = [r for r in record["records"] if plan_file.is_local(r) and r["status"] != "applied"]
+        remote = [r for r in record["records"] if not plan_file.is_local(r)]
+        self.platform.apply(remote, lambda: save_plan(run_dir, record))
+        save_plan(run_dir, record)
+        index = {item: i for i, item in enumerate(store.item_ids())}
+        # Tags follow the platform: an item is tagged parked only once it really is in Complete.
+        platform_failed = {r["data_hash"] for r in remote if r["status"] != "applied"}
+        tagging = [r for r in local if r["data_hash"] not in platform_failed]
+        tagged = {id(r) for r in tagging}
+        done = all(r["status"] == "applied" for r in record["records"] if id(r) not in tagged)
+
+        def write(tx: Store) -> None:
+            for r in tagging:
+                idx = np.array([index[r["data_hash"]]])
+                if r["action"] == "tag":
+                    tx.add_tags(idx, str(r["value"]), round_)
+                else:
+                    tx.remove_tags(idx, str(r["value"]))
+                r.update(status="applied", error=None)
+            record["status"] = "applied" if done else "partial"
+
+        return write if done else stages.Unfinished(write)
+
+    # --- after the rounds ---------------------------------------------------------------------------------
+    def summary(self, session: Session, stopped: str) -> dict:
+        return {"mode": "human", "open_round": current_round(session.store)}
+
+    def conclude(self, session: Session, summary: dict) -> None:
+        if summary["tags"]:
+            log.info("tags: " + ", ".join(f"{t} {n}" for t, n in summary["tags"].items()))
+        if self.failure is not None:
+            raise RunnerError(self.failure)
+
+
+def current_round(store: Store) -> int:
+    round_ = 0
+    while store.is_done(round_, "act"):
+        round_ += 1
+    return round_
 
 
 def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
@@ -116,84 +303,7 @@ def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
     )
 
 
-def platform_of(parts: Parts) -> Platform:
-    if parts.platform is None:  # assemble gives every loop.mode=human run its platform
-        raise RuntimeError("a platform round without a platform")
-    return parts.platform
-
-
-def actions_path(run_dir: Path, round_: int) -> Path:
-    return run_dir / "actions" / f"round_{round_:03d}.json"
-
-
-def current_round(store: Store) -> int:
-    round_ = 0
-    while store.is_done(round_, "act"):
-        round_ += 1
-    return round_
-
-
-# --- the step ---------------------------------------------------------------------------------------------
-def human_step(session: Session) -> dict:
-    """Pull, then train, evaluate, score, select and plan the open round; apply the plan if asked to."""
-    parts, store, run_dir = session.parts, session.store, session.run_dir
-    round_ = current_round(store)
-    changed = pull(session, round_)
-    if round_ >= parts.loop.rounds:
-        log.info(f"all {round_} rounds of loop.rounds are done; raise loop.rounds to go on")
-        return finish(session, "rounds")
-    path = actions_path(run_dir, round_)
-    record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    applied_any = record is not None and any(r["status"] == "applied" for r in record["records"])
-    if changed and store.is_done(round_, "train") and not applied_any:
-        log.info(f"round {round_} was planned before these labels arrived; planning it again")
-        with store.transaction() as tx:
-            tx.forget_round(round_)
-        path.unlink(missing_ok=True)
-        record = None
-    # Items can join the project between invocations, so item-level embeddings and metrics are per round.
-    session.embed_and_measure(round_)
-    session.draw_stop_set()
-    session.train(round_)
-    session.audit(round_)
-    labels = np.asarray(parts.data.labels)
-    session.evaluate(round_, extra=lambda: {
-        "n_test_labeled": int((labels[store.split_indices("test")] >= 0).sum()),
-        "n_candidates": int(len(session.filtered_candidates(round_))),
-    })
-    artifacts.write_metrics_jsonl(store, run_dir)
-    _report(store, round_)
-    if record is None:
-        reason = stop_reason(session, round_)
-        if reason is not None:
-            log.info(f"stopping: {STOPPED[reason]}; nothing more is selected (see metrics.jsonl)")
-            return finish(session, reason)
-        if len(session.filtered_candidates(round_)) == 0:
-            log.info("no unlabelled candidates are left (after filters); nothing to select")
-            return finish(session, "pool_exhausted")
-        session.score_and_select(round_)
-        record = plan_round(session, round_)
-        save_record(run_dir, record)
-    apply, show = bool(parts.config["act"]["apply"]), int(parts.config["act"]["show"])
-    log.info(f"round {round_} plan ({path.relative_to(run_dir)}):")
-    for line in plan_file.describe(record["records"], show):
-        log.info(f"  {line}")
-    if not apply:
-        log.info("dry run: nothing was changed; run again with act.apply=true to apply this plan")
-        return finish(session, "dry_run")
-    apply_round(session, round_, record)
-    summary = finish(session, "applied" if record["status"] == "applied" else "partial")
-    if record["status"] != "applied":
-        failed = sum(r["status"] == "failed" for r in record["records"])
-        raise RunnerError(
-            f"{failed} of {len(record['records'])} actions of round {round_} failed (see {path}); "
-            "run again with act.apply=true to finish the rest"
-        )
-    return summary
-
-
-# --- pull -------------------------------------------------------------------------------------------------
-def pull(session: Session, round_: int) -> bool:
+def pull(session: Session, round_: int, platform_name: str) -> bool:
     """Bring new items and the platform's current labels into the store; True if any label changed."""
     store, data = session.store, session.parts.data
     n_stored = len(store.item_ids())
@@ -234,12 +344,11 @@ def pull(session: Session, round_: int) -> bool:
     pending = data.extra.get("unconfirmed_label")
     if pending is not None and (np.asarray(pending) >= 0).any():
         parts.append(f"{int((np.asarray(pending) >= 0).sum())} labels not trusted yet (not trained on)")
-    log.info(f"pulled from {platform_of(session.parts).name}: {', '.join(parts)}")
+    log.info(f"pulled from {platform_name}: {', '.join(parts)}")
     return bool(new or changed or removed or len(moved))
 
 
-# --- plan and act -----------------------------------------------------------------------------------------
-def _item(data: Dataset, idx: int, rank: int | None = None, tags: dict[int, set[str]] | None = None) -> dict:
+def planned_item(data: Dataset, idx: int, rank: int | None = None, tags: dict[int, set[str]] | None = None) -> dict:
     """What the planner knows of an item: its id, rank, its tags in the run store, and every per-item column the
     platform gave."""
     n = len(data.item_ids)
@@ -252,112 +361,16 @@ def _item(data: Dataset, idx: int, rank: int | None = None, tags: dict[int, set[
     return {**columns, "data_hash": str(data.item_ids[idx]), "rank": rank, "tags": found}
 
 
-STOPPED = {
-    "target_accuracy": "the test accuracy reached loop.target_accuracy",
-    "stable_predictions": "successive models agree on the stop set (loop.stop_agreement over loop.stop_window rounds)",
-}
+def actions_path(run_dir: Path, round_: int) -> Path:
+    return run_dir / "actions" / f"round_{round_:03d}.json"
 
 
-def check_act(parts: Parts) -> None:
-    """The act settings against the platform's workflow (stages, pathways), before any stage runs."""
-    plan_records(parts, [], [], [], [], 0)
+def read_plan(run_dir: Path, round_: int) -> dict | None:
+    path = actions_path(run_dir, round_)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def plan_records(parts: Parts, selected: list[dict], rest: list[dict], parked: list[dict], suspects: list[dict],
-                 round_: int) -> list[dict]:
-    try:
-        return parts.act.function(
-            selected=selected, rest=rest, parked=parked, suspects=suspects,
-            stages=platform_of(parts).stages(), round_=round_,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"{parts.act.label}: {exc}") from None
-
-
-def plan_round(session: Session, round_: int) -> dict:
-    """The round's records: the selection, the suspects sent back, and every other unlabelled item (the
-    candidates before filters: what annotators would otherwise spend time on)."""
-    parts, store, data = session.parts, session.store, session.parts.data
-    selected = store.selected_indices(round_)
-    rest = np.setdiff1d(session.candidates(), selected)
-    labelled, _ = store.labeled()
-    parked = np.setdiff1d(store.tagged("parked"), labelled)
-    issues = {idx: (given, suggested, score) for _, idx, given, suggested, score in store.label_issues(round_)}
-    names = list(data.class_names)
-    suspects = []
-    for rank, i in enumerate(store.relabel_indices(round_), 1):
-        given, suggested, score = issues[int(i)]
-        suspects.append({**_item(data, i, rank), "given": names[given], "suggested": names[suggested],
-                         "score": score})
-    act = parts.config["act"]
-    tags = store.tags()
-    records = plan_records(
-        parts,
-        [_item(data, i, rank, tags) for rank, i in enumerate(selected, 1)],
-        [_item(data, i) for i in rest],
-        [_item(data, i) for i in parked],
-        suspects,
-        round_,
-    )
-    return {
-        "round": round_,
-        "project": parts.project_name,
-        "act": act["name"],
-        "function": {k: v for k, v in act["function"].items() if k != "_target_"},
-        "status": "planned",
-        "counts": plan_file.counts(records),
-        "records": records,
-    }
-
-
-def save_record(run_dir: Path, record: dict) -> None:
+def save_plan(run_dir: Path, record: dict) -> None:
     record["counts"] = plan_file.counts(record["records"])
     path = actions_path(run_dir, record["round"])
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
-
-
-def apply_round(session: Session, round_: int, record: dict) -> None:
-    store, run_dir = session.store, session.run_dir
-    local = [r for r in record["records"] if plan_file.is_local(r) and r["status"] != "applied"]
-    remote = [r for r in record["records"] if not plan_file.is_local(r)]
-    platform_of(session.parts).apply(remote, checkpoint=lambda: save_record(run_dir, record))
-    save_record(run_dir, record)
-    index = {item: i for i, item in enumerate(store.item_ids())}
-    with store.transaction() as tx:
-        # Tags follow the platform: an item is tagged parked only once it really is in Complete.
-        platform_failed = {r["data_hash"] for r in remote if r["status"] != "applied"}
-        for r in local:
-            if r["data_hash"] in platform_failed:
-                continue
-            idx = np.array([index[r["data_hash"]]])
-            if r["action"] == "tag":
-                tx.add_tags(idx, str(r["value"]), round_)
-            else:
-                tx.remove_tags(idx, str(r["value"]))
-            r.update(status="applied", error=None)
-        done = all(r["status"] == "applied" for r in record["records"])
-        record["status"] = "applied" if done else "partial"
-        if done:
-            tx.mark_done(round_, "act", 0.0)
-    save_record(run_dir, record)
-    tally = plan_file.counts(record["records"])
-    log.info(
-        "applied: " + "; ".join(f"{a} " + ", ".join(f"{k} {v}" for k, v in s.items()) for a, s in tally.items())
-    )
-
-
-# --- reports ----------------------------------------------------------------------------------------------
-def _report(store: Store, round_: int) -> None:
-    row = next(r for r in store.rounds() if r["round"] == round_)
-    accuracy = "n/a" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
-    log.info(
-        f"round {round_} | labelled {row['n_labeled']} | candidates {row.get('n_candidates')} | "
-        f"test accuracy {accuracy} on {row.get('n_test_labeled', 0)} labelled test items"
-    )
-
-
-def finish(session: Session, stopped: str) -> dict:
-    summary = session.finish(stopped, mode="human", open_round=current_round(session.store))
-    if summary["tags"]:
-        log.info("tags: " + ", ".join(f"{t} {n}" for t, n in summary["tags"].items()))
-    return summary

@@ -89,11 +89,19 @@ class Embeddings:
             self._static = self.load()
         return self._static
 
-    def of(self, indices: np.ndarray, model: Any | None) -> np.ndarray:
+    def of(self, indices: np.ndarray, model: Any | None, chunk_size: int | None = None) -> np.ndarray:
+        """The embeddings of ``indices``: the model's own, asked ``chunk_size`` items at a time, where the embedder
+        asks the model and it answers; else the static ones."""
         if hasattr(self.embedder, "embed_with") and self.images is not None:
-            vectors = self.embedder.embed_with(model, self.images[indices])
-            if vectors is not None:
-                return vectors
+            size = chunk_size or max(len(indices), 1)
+            parts = []
+            for start in range(0, max(len(indices), 1), size):
+                vectors = self.embedder.embed_with(model, self.images[indices[start:start + size]])
+                if vectors is None:
+                    break
+                parts.append(np.asarray(vectors))
+            else:
+                return parts[0] if len(parts) == 1 else np.concatenate(parts)
         static = self.static()
         if static is None:
             raise RuntimeError("embeddings were needed but not computed at the embed stage")

@@ -8,19 +8,19 @@ what a refused second run prints.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from omegaconf import OmegaConf
+from typing import Any
 
 from plugins.files import atomic_write_text
 from runner import __version__
-from runner.config import config_sha256, differing_keys
 from runner.errors import ConfigError
 from runner.store import GLOBAL_ROUND, Store
 
@@ -64,25 +64,59 @@ def _holder(text: str) -> str:
         return "holder unknown"
 
 
-def claim(store: Store, run_dir: Path, config: dict, fingerprint: str, project_name: str) -> None:
-    """Record ``config`` as the run's own, or refuse a run directory that holds another config or other data."""
-    digest = config_sha256(config)
+@dataclass(frozen=True)
+class ConfigRecord:
+    """The resolved config as a run directory keeps it: its digest (what makes two runs the same run), its JSON
+    (in the store, to name the keys a refused config changed) and its YAML (``config.resolved.yaml``)."""
+
+    sha256: str
+    json: str
+    yaml: str
+
+    @classmethod
+    def of(cls, config: dict) -> ConfigRecord:
+        from omegaconf import OmegaConf
+
+        return cls(config_sha256(config), json.dumps(config, sort_keys=True),
+                   OmegaConf.to_yaml(OmegaConf.create(config)))
+
+
+def config_sha256(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two plain configs differ (for the message that refuses a changed config)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            sub = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                keys.append(sub)
+            else:
+                keys.extend(differing_keys(old[key], new[key], sub))
+        return keys
+    return [] if old == new else [prefix or "<root>"]
+
+
+def claim(store: Store, run_dir: Path, record: ConfigRecord, fingerprint: str, project_name: str) -> None:
+    """Record the config as the run's own, or refuse a run directory that holds another config or other data."""
     recorded = store.get_meta("config_sha256")
     if recorded is None:
         with store.transaction() as tx:
-            tx.set_meta("config_sha256", digest)
-            tx.set_meta("config_json", json.dumps(config, sort_keys=True))
+            tx.set_meta("config_sha256", record.sha256)
+            tx.set_meta("config_json", record.json)
             tx.set_meta("runner_version", __version__)
-    elif recorded != digest:
-        changed = differing_keys(json.loads(store.get_meta("config_json") or "{}"), config)
+    elif recorded != record.sha256:
+        changed = differing_keys(json.loads(store.get_meta("config_json") or "{}"), json.loads(record.json))
         raise ConfigError(
             f"{run_dir} holds a run with a different config (changed: {', '.join(changed[:5])}); "
             "use a new hydra.run.dir or the original config"
         )
     elif store.is_done(GLOBAL_ROUND, "import") and store.get_meta("data_fingerprint") != fingerprint:
         raise ConfigError(f"the data of project '{project_name}' changed since {run_dir} was started")
-    write_resolved_config(run_dir, config)
+    write_resolved_config(run_dir, record)
 
 
-def write_resolved_config(run_dir: Path, config: dict) -> None:
-    atomic_write_text(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+def write_resolved_config(run_dir: Path, record: ConfigRecord) -> None:
+    atomic_write_text(run_dir / "config.resolved.yaml", record.yaml)

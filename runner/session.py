@@ -1,16 +1,14 @@
-"""Stage sequencing: ``import``, then ``train -> evaluate -> score -> select -> act`` per round.
+"""One invocation's hold on a run: its parts, its store and directory, and the stages a round is made of.
 
-Every stage computes, then writes its results and its own "done" record in one store transaction. A re-run of
-the same run directory skips what is recorded done, so a killed run resumes where it stopped and ends with the
-same store, and therefore the same files, as an uninterrupted run (random draws: see ``runner.seeds``).
-
-:class:`Session` is what a sequence works with (the run's parts, its store, the round's model); :func:`simulate`
-is the simulation sequence. The human-in-the-loop sequence (``runner.platform``) is built from the same stages.
+Every stage computes, then writes its results and its own "done" record in one store transaction
+(:meth:`Session.stage`). A re-run of the same run directory skips what is recorded done, so a killed run resumes
+where it stopped and ends with the same store, and therefore the same files, as an uninterrupted run (random
+draws: see ``runner.seeds``). The round driver (``runner.rounds``) sequences these stages; what differs between
+modes is the labeller it is given (``runner.labellers``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import pickle
 import time
@@ -22,13 +20,15 @@ import numpy as np
 
 from plugins.neighbours import NeighbourSearch
 from runner import artifacts, environment, html_report, stages
-from runner.assemble import LoopSettings, Parts
+from runner.assemble import Parts
 from runner.compute import Compute, PeakMemory
 from runner.seeds import stage_rng, stage_seed
+from runner.stopping import stable_rounds
 from runner.store import GLOBAL_ROUND, Store
 from runner.views import RoundView
 
 log = logging.getLogger("runner")
+
 
 class Session:
     """One invocation's hold on a run: its parts, its store and directory, and the model of the round at hand."""
@@ -43,10 +43,14 @@ class Session:
         self.neighbours = NeighbourSearch(parts.compute.neighbours)
         self.memory = PeakMemory()
         self.stage_resources: dict[str, dict] = {}  # stages run by this invocation: seconds and peak RSS
+        self._screened: dict[int, tuple[np.ndarray, list]] = {}  # per round: filtered candidates, removals
         parts.embeddings.bind(parts.data.images, lambda: store.get_array("embeddings/static"))
 
     def stage(self, round_: int, name: str, work: Callable[[], stages.Writer]) -> None:
-        """Run ``work`` unless recorded done; then its writer and the done record in one transaction."""
+        """Run ``work`` unless recorded done; then its writer and the done record in one transaction.
+
+        ``work`` may return :class:`stages.Unfinished`: its writes are committed, and the stage stays open, to run
+        again at the next invocation (a platform that applied part of a plan)."""
         if self.store.is_done(round_, name):
             return
         self.memory.start()
@@ -54,7 +58,8 @@ class Session:
         write = work()
         with self.store.transaction() as tx:
             write(tx)
-            tx.mark_done(round_, name, time.perf_counter() - started)
+            if not isinstance(write, stages.Unfinished):
+                tx.mark_done(round_, name, time.perf_counter() - started)
         seconds, peak = time.perf_counter() - started, self.memory.stop()
         self.stage_resources[f"{name}:{round_}"] = {"seconds": round(seconds, 3), "peak_rss_mib": peak}
         log.debug(f"stage {name} (round {round_}): {seconds:.2f} s, peak RSS {peak:.0f} MiB")
@@ -84,6 +89,7 @@ class Session:
             read_history=lambda: stages.history(store, round_),
             mc_samples=parts.acquisition.mc_samples,
             neighbours=self.neighbours,
+            chunk_size=parts.selection.chunk_size,
         )
 
     def candidates(self) -> np.ndarray:
@@ -96,6 +102,13 @@ class Session:
             free = free[np.asarray(pending)[free] < 0]
         return free
 
+    def screened(self, round_: int) -> tuple[np.ndarray, list]:
+        """The round's candidates that pass the filters, and what each filter removed; computed once per round
+        (the stop policy and the score stage both ask)."""
+        if round_ not in self._screened:
+            self._screened = {round_: self.parts.filters.screen(self.candidates(), self.view(round_))}
+        return self._screened[round_]
+
     def cost_column(self) -> np.ndarray | None:
         """``selection.cost`` over every item: a computed metric, or a per-item column of the source."""
         key = self.parts.selection.cost
@@ -104,7 +117,7 @@ class Session:
         stored = self.store.get_array(f"metrics/{key}")
         return stored if stored is not None else np.asarray(self.parts.data.extra[key], dtype=np.float64)
 
-    # --- stages shared by both sequences -------------------------------------------------------------------
+    # --- the stages ------------------------------------------------------------------------------------------
     def embed_and_measure(self, round_: int) -> None:
         parts = self.parts
         if parts.embeddings.needed:
@@ -119,6 +132,14 @@ class Session:
                 shard_items=parts.compute.shard_items,
             ))
             artifacts.write_item_metrics(self.store, self.run_dir, [m.name for m in parts.metrics])
+
+    def draw_stop_set(self) -> None:
+        """The stabilizing-predictions rule's fixed unlabelled items, drawn once (``loop.stop_set``)."""
+        size = self.parts.loop.stop_set
+        if size:
+            self.stage(GLOBAL_ROUND, "stop_set", lambda: stages.draw_stop_set(
+                self.candidates(), size, stage_rng(self.parts.seed, GLOBAL_ROUND, "stop_set")
+            ))
 
     def train(self, round_: int) -> None:
         def work() -> stages.Writer:
@@ -151,33 +172,26 @@ class Session:
         self.stage(round_, "audit", work)
         artifacts.write_label_issues_csv(self.store, self.run_dir, list(parts.data.class_names))
 
-    def draw_stop_set(self) -> None:
-        """The stabilizing-predictions rule's fixed unlabelled items, drawn once (``loop.stop_set``)."""
-        size = self.parts.loop.stop_set
-        if size:
-            self.stage(GLOBAL_ROUND, "stop_set", lambda: stages.draw_stop_set(
-                self.candidates(), size, stage_rng(self.parts.seed, GLOBAL_ROUND, "stop_set")
-            ))
-
-    def evaluate(self, round_: int, extra: Callable[[], dict] | None = None) -> None:
+    def evaluate(self, round_: int, figures: Callable[[int], dict]) -> None:
+        """Test accuracy and the stop-set agreement; ``figures(round_)`` adds what the labeller measures."""
         store = self.store
         test = store.split_indices("test")
         stop_set = store.get_array("stop_set/indices")
         previous = store.get_array(f"stop/{round_ - 1:03d}") if round_ > 0 else None
         self.stage(round_, "evaluate", lambda: stages.evaluate(
             self.view(round_), test, np.asarray(self.parts.data.labels),
-            {**self.audit_figures(round_), **({} if extra is None else extra())}, stop_set, previous,
+            {**self.audit_figures(round_), **figures(round_)}, stop_set, previous,
         ))
 
     def audit_figures(self, round_: int) -> dict:
-        """What the round's audit found; in simulation (where the truth is known) how well: the wrong labels
-        among the labelled items, and the precision and recall of the flagged ones."""
+        """What the round's audit found; where the labeller knows the truth (simulation), how well: the wrong
+        labels among the labelled items, and the precision and recall of the flagged ones."""
         if self.parts.audit is None:
             return {}
         store = self.store
         flagged = {row[1] for row in store.label_issues(round_)}
         figures: dict = {"label_issues": len(flagged), "n_relabeled": store.relabel_count(before=round_)}
-        if self.parts.loop.simulated:
+        if self.parts.labeller.knows_truth:
             indices, labels = store.labeled()
             wrong = set(indices[labels != store.truths(indices)].tolist())
             found = len(flagged & wrong)
@@ -187,10 +201,6 @@ class Session:
                 issue_recall=found / len(wrong) if wrong else None,
             )
         return figures
-
-    def stable(self, round_: int) -> bool:
-        """Whether the stabilizing-predictions rule holds at ``round_``."""
-        return round_ in stable_rounds(self.store.rounds(), self.parts.loop)
 
     def relabel_picks(self, round_: int) -> tuple[np.ndarray, np.ndarray]:
         """The round's top label suspects (index, score), at most ``selection.relabel_share`` of the budget:
@@ -204,9 +214,6 @@ class Session:
                 if idx in labelled and idx not in before][:n]
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float64)
 
-    def filtered_candidates(self, round_: int) -> np.ndarray:
-        return self.parts.filters.apply(self.candidates(), self.view(round_))
-
     def score_and_select(self, round_: int) -> None:
         parts = self.parts
         relabel = self.relabel_picks(round_)
@@ -217,13 +224,13 @@ class Session:
             rng = stage_rng(parts.seed, round_, "score")
             view = self.view(round_)
             unlabelled = self.candidates()
-            candidates, removals = parts.filters.screen(unlabelled, view)
+            candidates, removals = self.screened(round_)
             passed = len(candidates)
             subset = parts.selection.pool_subset
             if subset and len(candidates) > subset:
                 candidates = np.sort(rng.choice(candidates, size=subset, replace=False))
             screened = stages.screening_record(len(unlabelled), passed, len(candidates), removals,
-                                               html_report.settings(parts.config)["removed_per_filter"])
+                                               parts.report.removed_per_filter)
             return stages.score(
                 view, candidates, parts.acquisition, budget, parts.selection.chunk_size,
                 "predicted" in parts.policy.inputs, rng, screened, self.compute, parts.compute.shard_items,
@@ -240,7 +247,7 @@ class Session:
 
     # --- the end -------------------------------------------------------------------------------------------
     def finish(self, stopped: str, **extra: Any) -> dict:
-        """Every file of the run directory from the store; ``extra`` joins the summary (a sequence's own facts)."""
+        """Every file of the run directory from the store; ``extra`` joins the summary (the labeller's facts)."""
         parts = self.parts
         rows = artifacts.write_metrics_jsonl(self.store, self.run_dir)
         if parts.metrics:
@@ -261,7 +268,6 @@ class Session:
                 tx.mark_done(GLOBAL_ROUND, "finish", 0.0)
         return summary
 
-
     def resources(self) -> dict:
         """What this invocation measured (not a property of the run: a resumed run measures only its part)."""
         self.memory.stop()
@@ -279,102 +285,6 @@ class Session:
         return found
 
 
-def simulate(session: Session) -> dict:
-    """All rounds of a simulated run: the oracle labels each selection until the rounds, the pool or the target
-    accuracy run out."""
-    parts, store = session.parts, session.store
-    start = parts.start
-    assert start is not None, "assemble draws the start of every simulated run"
-    session.stage(GLOBAL_ROUND, "import", lambda: stages.import_items(start, parts.fingerprint, parts.data.n_classes))
-    session.embed_and_measure(GLOBAL_ROUND)
-    session.draw_stop_set()
-    total = parts.loop.rounds
-    done_before = [r["round"] for r in store.rounds()]
-    if done_before and not store.is_done(GLOBAL_ROUND, "finish"):
-        log.info(f"resuming {session.run_dir} after round {max(done_before)}")
-    stopped: str | None = "rounds"
-    for round_ in range(total + 1):
-        started = time.perf_counter()
-        fresh = not _round_closed(session, round_)
-        session.train(round_)
-        session.audit(round_)
-        session.evaluate(round_)
-        stopped = _stop_reason(session, round_)
-        if stopped is None:
-            session.score_and_select(round_)
-            session.stage(round_, "act", functools.partial(_reveal, session, round_))
-        rows = artifacts.write_metrics_jsonl(store, session.run_dir)
-        if fresh:
-            _report_round(rows[-1], total, time.perf_counter() - started)
-        if stopped is not None:
-            break
-    return session.finish(stopped or "rounds")
-
-
-def _reveal(session: Session, round_: int) -> stages.Writer:
-    parts, store = session.parts, session.store
-    selected = store.selected_indices(round_)
-    relabeled = store.relabel_indices(round_)
-    act = parts.act
-    given = {"rng": stage_rng(parts.seed, round_, "act"), "n_classes": parts.data.n_classes}
-    inputs = {name: given[name] for name in act.inputs if name != "truth"}
-    return stages.reveal(
-        round_, selected, store.truths(selected), act.function, act.label, inputs, relabeled, store.truths(relabeled)
-    )
-
-
-def stop_reason(session: Session, round_: int) -> str | None:
-    """Why the loop stops after evaluating ``round_`` (target accuracy, stable predictions), or None."""
-    loop = session.parts.loop
-    accuracy = next(r["test_accuracy"] for r in session.store.rounds() if r["round"] == round_)
-    if loop.target_accuracy is not None and accuracy is not None and accuracy >= loop.target_accuracy:
-        return "target_accuracy"
-    if loop.stop_when_stable and session.stable(round_):
-        return "stable_predictions"
-    return None
-
-
-def stable_rounds(rows: list[dict], loop: LoopSettings) -> list[int]:
-    """The rounds at which the stabilizing-predictions rule holds: the mean kappa of the last ``stop_window``
-    rounds (each against the round before it) is at least ``stop_agreement``."""
-    if not loop.stop_set:
-        return []
-    kappa = {r["round"]: r.get("stop_kappa") for r in rows}
-    found = []
-    for round_ in kappa:
-        window = [kappa.get(r) for r in range(round_ - loop.stop_window + 1, round_ + 1)]
-        values = [float(k) for k in window if k is not None]
-        if len(values) == len(window) and float(np.mean(values)) >= loop.stop_agreement:
-            found.append(round_)
-    return found
-
-
-def _stop_reason(session: Session, round_: int) -> str | None:
-    reason = stop_reason(session, round_)
-    if reason is not None:
-        return reason
-    if round_ >= session.parts.loop.rounds:
-        return "rounds"
-    if len(session.candidates()) == 0 and not session.store.is_done(round_, "act"):
-        return "pool_exhausted"
-    return None
-
-
-def _round_closed(session: Session, round_: int) -> bool:
-    store = session.store
-    return store.is_done(round_, "act") or (
-        store.is_done(round_, "evaluate") and _stop_reason(session, round_) is not None
-    )
-
-
-def _report_round(row: dict, total_rounds: int, seconds: float) -> None:
-    accuracy = "n/a   " if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
-    log.info(
-        f"round {row['round']:>3}/{total_rounds} | labelled {row['n_labeled']:>6} | "
-        f"test accuracy {accuracy} | {seconds:6.2f} s"
-    )
-
-
 def summarize(rows: list[dict], parts: Parts, stopped: str) -> dict:
     evaluated = [r for r in rows if r["test_accuracy"] is not None]
     target = parts.loop.target_accuracy
@@ -385,7 +295,7 @@ def summarize(rows: list[dict], parts: Parts, stopped: str) -> dict:
     return {
         "project": parts.project_name,
         "acquisition": parts.acquisition.name,
-        "model": parts.config["model"]["_target_"],
+        "model": parts.model_label,
         "seed": parts.seed,
         "rounds_evaluated": len(rows),
         "n_labeled": rows[-1]["n_labeled"] if rows else 0,

@@ -1,7 +1,7 @@
 """The stage bodies. Each computes from what it is given and returns the writer of its one store transaction.
 
-A stage never commits anything itself: ``runner.loop.run_stage`` calls the body, then runs the writer and marks
-the stage done in one transaction, so a stage is either wholly recorded or not at all.
+A stage never commits anything itself: ``runner.session.Session.stage`` calls the body, then runs the writer and
+marks the stage done in one transaction, so a stage is either wholly recorded or not at all.
 """
 
 from __future__ import annotations
@@ -30,6 +30,17 @@ log = logging.getLogger("runner")
 Writer = Callable[[Store], None]
 # Per-round blobs that only live until the round has acted.
 ROUND_BLOBS = ("model/", "scores/", "positions/", "candidates/", "predicted/")
+
+
+class Unfinished:
+    """The writer of a stage that made progress without finishing (a platform applied part of a plan): its writes
+    are committed, and the stage is not marked done, so the next invocation runs it again."""
+
+    def __init__(self, write: Writer) -> None:
+        self.write = write
+
+    def __call__(self, tx: Store) -> None:
+        self.write(tx)
 
 
 @dataclass(frozen=True)
@@ -284,16 +295,10 @@ def select(round_: int, store: Store, policy: Callable[..., np.ndarray], policy_
     return write
 
 
-def reveal(round_: int, selected: np.ndarray, truths: np.ndarray, act: Callable[..., np.ndarray],
-           label: str, inputs: dict[str, Any], relabeled: np.ndarray, relabel_truths: np.ndarray) -> Writer:
-    """Simulation's annotators: the act plugin turns the selected items' truths into their labels (``inputs``:
-    the other arguments it asked for); the suspects sent back get a careful second look, which finds the truth."""
-    try:
-        labels = np.asarray(act(truth=truths, **inputs), dtype=np.int64)
-    except ValueError as exc:
-        raise PluginError(f"{label}: {exc}") from None
-    if labels.shape != selected.shape:
-        raise PluginError(f"{label}: returned {labels.shape} labels for {len(selected)} items")
+def reveal(round_: int, selected: np.ndarray, labels: np.ndarray, relabeled: np.ndarray,
+           relabel_truths: np.ndarray) -> Writer:
+    """Simulation's annotators have labelled the selection (``labels``); the suspects sent back get a careful
+    second look, which finds the truth. The round's per-round blobs go."""
 
     def write(tx: Store) -> None:
         tx.add_labels(selected, labels, round_)

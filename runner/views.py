@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -20,10 +20,22 @@ from runner.errors import ConfigError, PluginError
 from runner.quality import Embeddings
 
 
+@runtime_checkable
+class Predicts(Protocol):
+    def predict(self, X: Any) -> Any: ...
+
+
+@runtime_checkable
+class GivesSamples(Protocol):
+    def predict_proba_samples(self, X: Any, T: int) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Predictor:
     """The round's model over the project's images: probabilities and MC samples of any items, checked.
 
+    Items are given to the model ``chunk_size`` at a time and the answers assembled, so that whatever the
+    strategy, only one chunk of images (and of the model's own conversions of them) is in memory at once.
     Holds nothing tied to this process (no store), so a shard of the score stage can run it as a Ray task.
     """
 
@@ -32,30 +44,52 @@ class Predictor:
     n_classes: int
     model_label: str
     mc_samples: int | None = None
+    chunk_size: int = 8192
+
+    def chunks(self, indices: np.ndarray) -> list[np.ndarray]:
+        return [indices[start:start + self.chunk_size] for start in range(0, len(indices), self.chunk_size)]
 
     def probs(self, indices: np.ndarray) -> np.ndarray | None:
-        if self.model is None:
+        model = self.model
+        if model is None:
             return None
-        probs = self.model.predict_proba(self.images[indices])
-        return contracts.check_probs(probs, len(indices), self.n_classes, self.model_label)
+        out = np.empty((len(indices), self.n_classes), dtype=np.float64)
+        for part, rows in self._parts(indices):
+            out[part] = contracts.check_probs(
+                model.predict_proba(self.images[rows]), len(rows), self.n_classes, self.model_label)
+        return out
 
     def predictions(self, indices: np.ndarray) -> np.ndarray | None:
         """Predicted classes: the model's own ``predict`` where it has one, else the most probable class."""
-        if self.model is None:
+        model = self.model
+        if model is None:
             return None
-        if hasattr(self.model, "predict"):
-            return contracts.check_predictions(
-                self.model.predict(self.images[indices]), len(indices), self.n_classes, self.model_label
-            )
-        probs = self.probs(indices)
-        return None if probs is None else probs.argmax(axis=1)
+        if not isinstance(model, Predicts):
+            probs = self.probs(indices)
+            return None if probs is None else probs.argmax(axis=1)
+        out = np.empty(len(indices), dtype=np.int64)
+        for part, rows in self._parts(indices):
+            out[part] = contracts.check_predictions(
+                model.predict(self.images[rows]), len(rows), self.n_classes, self.model_label)
+        return out
 
     def samples(self, indices: np.ndarray) -> np.ndarray:
         model = self.model
-        if model is None or not hasattr(model, "predict_proba_samples") or not self.mc_samples:
+        if not isinstance(model, GivesSamples) or not self.mc_samples:
             raise PluginError(f"{self.model_label}: MC samples were asked for but the model cannot give them")
-        drawn = model.predict_proba_samples(self.images[indices], int(self.mc_samples))
-        return contracts.check_samples(drawn, int(self.mc_samples), len(indices), self.n_classes, self.model_label)
+        t = int(self.mc_samples)
+        out = np.empty((t, len(indices), self.n_classes), dtype=np.float64)
+        for part, rows in self._parts(indices):
+            out[:, part] = contracts.check_samples(
+                model.predict_proba_samples(self.images[rows], t), t, len(rows), self.n_classes, self.model_label)
+        return out
+
+    def _parts(self, indices: np.ndarray) -> list[tuple[slice, np.ndarray]]:
+        """``(where in the answer, item indices)`` per chunk; one call for an empty set, as for any other."""
+        if len(indices) == 0:
+            return [(slice(0, 0), indices)]
+        return [(slice(start, start + len(rows)), rows)
+                for start, rows in zip(range(0, len(indices), self.chunk_size), self.chunks(indices), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -74,6 +108,7 @@ class RoundView:
     read_history: Callable[[], tuple[PastRound, ...]]
     mc_samples: int | None = None
     neighbours: NeighbourSearch | None = None  # the run's shared neighbour search
+    chunk_size: int = 8192  # items given to the model at once (selection.chunk_size)
 
     @property
     def has_model(self) -> bool:
@@ -85,7 +120,7 @@ class RoundView:
 
     @property
     def predictor(self) -> Predictor:
-        return Predictor(self.model, self.images, self.n_classes, self.model_label, self.mc_samples)
+        return Predictor(self.model, self.images, self.n_classes, self.model_label, self.mc_samples, self.chunk_size)
 
     def probs(self, indices: np.ndarray) -> np.ndarray | None:
         return self.predictor.probs(indices)
@@ -97,7 +132,7 @@ class RoundView:
         return self.predictor.samples(indices)
 
     def embeddings(self, indices: np.ndarray) -> np.ndarray:
-        return self.embedder.of(indices, self.model)
+        return self.embedder.of(indices, self.model, self.chunk_size)
 
     def metric(self, name: str) -> np.ndarray:
         values = self.read_metric(name)

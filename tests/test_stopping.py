@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from runner.assemble import LoopSettings
-from runner.loop import stable_rounds
+from runner.settings import LoopSettings
 from runner.stages import agreement
+from runner.stopping import stable_rounds
 from runner.store import Store
 from tests.conftest import run_in_process
 
@@ -30,7 +30,7 @@ def rows(kappas: list[float | None]) -> list[dict]:
 
 
 def loop(agreement_: float = 0.99, window: int = 3, stop_set: int = 100) -> LoopSettings:
-    return LoopSettings(10, 20, None, "simulate", stop_set, agreement_, window, True)
+    return LoopSettings(rounds=10, stop_set=stop_set, stop_agreement=agreement_, stop_window=window)
 
 
 def test_the_rule_holds_once_the_mean_kappa_of_the_window_reaches_the_threshold():

@@ -46,6 +46,10 @@ class EncordPlatform:
     labels (chosen by data hash); unlabelled items are never test items unless they wait at ``test_stage``.
     """
 
+    # The project.source keys that say which project this is (open_project's, open_export's): a project
+    # directory refuses to continue with another.
+    identity_keys = ("project_hash", "path", "classification", "domain")
+
     def __init__(
         self,
         project: Any,

@@ -1,0 +1,165 @@
+"""Every config key the runner reads, declared once: its type, its default and one line of help.
+
+A section is a frozen dataclass; each field is a key. ``setting(default, help, **schema)`` declares a key with
+its default, ``choice(help, **schema)`` a key whose value comes from the option file of a config group (a
+project, an acquisition, an act), and ``schema`` holds what a type cannot say (ranges, allowed values) in JSON
+Schema's words. From these declarations come:
+
+- the config groups whose options are settings (``loop``, ``selection``, ``report``, ``compute``) and the
+  top-level keys, registered in Hydra's ConfigStore (``runner.hydra_configs``), so their defaults live here;
+- the JSON Schema the composed config is validated against (``runner.validation``);
+- the typed settings every stage gets after assembly (:func:`section`): nobody reads the config dict after that;
+- ``python -m runner --help``, which lists every key with its default and help.
+
+Plugin nodes (``_target_`` and the plugin's arguments: ``model``, ``embedder``, ``filters``, ``project.source``,
+``acquisition.function`` ...) are declared by the plugin's own signature, which the config check reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+S = TypeVar("S")
+
+
+class Plugin(dict):
+    """A config node naming a plugin: ``_target_`` and the plugin's arguments (checked against its signature)."""
+
+
+def setting(default: Any, help: str, **schema: Any) -> Any:
+    """A key with its default (used when the section comes from this declaration, and for records made before
+    the key existed), its help line, and JSON Schema constraints beyond its type."""
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: _copy(default), metadata={"help": help, "schema": schema})
+    return field(default=default, metadata={"help": help, "schema": schema})
+
+
+def choice(help: str, optional: bool = False, **schema: Any) -> Any:
+    """A key whose value the group's option file gives; ``optional``: not every option has it."""
+    default = None if optional else dataclasses.MISSING
+    return field(default=default, metadata={"help": help, "schema": schema, "optional": optional})
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+# --- top level ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSettings:
+    """The keys at the top of the config."""
+
+    seed: int = setting(0, "every random choice of a run (split, initial labels, model init, random scores, pool "
+                           "subsets) derives from it", minimum=0, maximum=4294967295)
+    threads: int = setting(1, "CPU threads for numpy/BLAS and torch; part of the config because float sums depend "
+                              "on it", minimum=1, maximum=256)
+    allowed_packages: list[str] = setting([], "packages besides plugins/ and scikit-learn's estimators whose classes "
+                                              "and functions a _target_ may name, e.g. [xgboost, lightgbm]",
+                                          uniqueItems=True)
+
+
+# --- sections whose defaults are declared here ----------------------------------------------------------------
+@dataclass(frozen=True)
+class LoopSettings:
+    """``loop``: how many rounds, how they start, in which mode, and when they stop early."""
+
+    rounds: int = setting(5, "acquisition rounds (the model is evaluated rounds + 1 times)", minimum=1)
+    initial_labels: int = setting(20, "class-balanced, seeded labels before round 0 (0 = a cold start)", minimum=0)
+    target_accuracy: float | None = setting(
+        None, "stop once the test accuracy reaches it (null = never)", exclusiveMinimum=0, maximum=1)
+    mode: str = setting("simulate", "simulate (the truth of each selection is revealed) or human (one round per "
+                                    "invocation on a labelling platform)", enum=["simulate", "human"])
+    stop_set: int = setting(0, "stabilizing predictions (Bloodgood and Vijay-Shanker 2009): this many unlabelled "
+                               "items, drawn once, on which successive models are compared (0 = off)", minimum=0)
+    stop_agreement: float = setting(0.99, "stop once Cohen's kappa between successive models on the stop set "
+                                          "averages at least this over stop_window rounds",
+                                    exclusiveMinimum=0, maximum=1)
+    stop_window: int = setting(3, "rounds the stop-set agreement is averaged over", minimum=1)
+    stop_when_stable: bool = setting(True, "false: record where the stabilizing-predictions rule would stop "
+                                           "(summary.json: stable_at_labels) and go on")
+
+    @property
+    def simulated(self) -> bool:
+        return self.mode == "simulate"
+
+
+POLICIES = {
+    "topk": {"_target_": "plugins.selection.policies.topk"},
+    "class_balanced": {"_target_": "plugins.selection.policies.class_balanced"},
+    "stratified": {"_target_": "plugins.selection.policies.stratified"},
+}
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """``selection``: how much is labelled per round and how scores become a batch."""
+
+    budget: float = setting(10, "items labelled per round (in cost units when `cost` names a per-item column)",
+                            exclusiveMinimum=0)
+    policy: str = setting("topk", "which entry of `policies` turns scores into the batch: topk, class_balanced "
+                                  "(an equal share per predicted class), stratified (shares as predicted)",
+                          minLength=1)
+    policies: dict[str, Plugin] = setting(POLICIES, "selection policies by name (add your own function here)")
+    pool_subset: int | None = setting(None, "score only a seeded random subset of this many candidates "
+                                            "(null = all)", minimum=1)
+    chunk_size: int = setting(8192, "candidates scored, and predicted, at once (memory stays bounded on any pool)",
+                              minimum=1)
+    cost: str | None = setting(None, "a per-item column (a computed metric or a column of the source) to spend "
+                                     "the budget in", minLength=1)
+    tag: str | None = setting("to_label_next", "tag the selection in the run store (null = no tag)", minLength=1)
+    relabel_share: float = setting(0.0, "part of the budget spent on another look at the labels the round's "
+                                        "audit finds most likely wrong (needs audit=cleanlab)",
+                                   minimum=0, exclusiveMaximum=1)
+
+    @property
+    def relabels(self) -> int:
+        """Items of each round's budget that go to relabelling suspects (at most; fewer when fewer are found)."""
+        return int(self.budget * self.relabel_share)
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """``report``: report.html, written into the run directory at the end of every run; the caps keep it small on
+    any pool (its thumbnails are embedded in the page)."""
+
+    write: bool = setting(True, "false skips the page (the other files of the run are written as always)")
+    rounds_with_items: int = setting(30, "how many rounds (the latest) show their items as thumbnails", minimum=0)
+    selected_per_round: int = setting(60, "thumbnails of each round's batch, best first", minimum=0)
+    removed_per_filter: int = setting(12, "items each filter removed that a round records and the page shows, "
+                                          "spread evenly over item order", minimum=0)
+    label_issues_per_round: int = setting(24, "label suspects shown per round", minimum=0)
+    thumbnail_px: int = setting(96, "longest side of a thumbnail; smaller images keep their own size",
+                                minimum=8, maximum=512)
+
+
+def section(cls: type[S], found: Mapping[str, Any] | None) -> S:
+    """The typed settings of one config section, by key name; a key missing from ``found`` (a record made before
+    it existed) takes its declared default."""
+    values = {} if found is None else dict(found)
+    types_ = field_types(cls)
+    given = {}
+    for key, value in values.items():
+        if key not in types_:
+            continue
+        # YAML writes 10 for a float setting; the settings hold what the type says.
+        wants_float = types_[key] is float or (is_optional(types_[key]) and float in types_[key].__args__)
+        given[key] = float(value) if wants_float and isinstance(value, int) and not isinstance(value, bool) else value
+    return cls(**given)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Each field's type, resolved from the annotations."""
+    return typing.get_type_hints(cls, localns={"Plugin": Plugin})
+
+
+def is_optional(annotation: Any) -> bool:
+    return isinstance(annotation, types.UnionType) and type(None) in annotation.__args__
