@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
 import json
 import struct
@@ -103,7 +104,7 @@ def thumbnail(image: np.ndarray, max_px: int) -> tuple[str, int]:
 # --- the run page ---------------------------------------------------------------------------------------------
 def write_run_report(store: Store, run_dir: Path, parts: Parts, summary: dict, rows: list[dict]) -> None:
     """Write ``report.html`` into ``run_dir`` (unless ``report.write`` is false)."""
-    caps = settings(parts.config)
+    caps = dataclasses.asdict(parts.report)
     if caps["write"]:
         atomic_write_text(run_dir / "report.html", render("run_report.html.j2", **RunPage(
             store, run_dir, parts, caps).context(summary, rows)))
