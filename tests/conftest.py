@@ -58,7 +58,7 @@ def cli():
 def faults(monkeypatch):
     """Faults injected into every Encord project an export source opens (``tests.encord_fake.Faults``)."""
     from plugins.encord import export as encord_export
-    from plugins.encord.offline import OfflineProject
+    from plugins.encord.standin_project import OfflineProject
     from tests.encord_fake import Faults
 
     injected = Faults()

@@ -1,5 +1,5 @@
-"""In-memory Encord projects for the tests: the offline stand-in (``plugins.encord.offline``) with
-no file behind it, plus failure injection."""
+"""In-memory Encord projects for the tests: the offline stand-in (``plugins.encord.standin_project``) with
+no file behind it, failure injection, and a login that opens an export instead of a live project."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from plugins.encord.export import make_example
-from plugins.encord.offline import OfflineProject
+from plugins.encord.label_dicts import stable_uuid
+from plugins.encord.standin_project import OfflineProject
 
-_TEMPLATES: dict[tuple[int, int], Path] = {}
+_TEMPLATES: dict[tuple[int, int, int], Path] = {}
 
 
 def example_export(tmp_path: Path, n: int = 40, labelled: int = 12, wrong: int = 0) -> Path:
@@ -38,6 +40,13 @@ def memory_project(
 
 def answer_key(project_dir: Path) -> dict[str, str]:
     return json.loads((project_dir / "answer_key.json").read_text(encoding="utf-8"))
+
+
+def connect(credentials: Any, project_hash: str, domain: str, path: str) -> OfflineProject:
+    """Stands in for :func:`plugins.encord.credentials.login` (same arguments plus the export's path), so a test
+    runs ``project=encord`` on an export: ``allowed_packages=[tests.encord_fake]`` and
+    ``+project.source.connect._target_=tests.encord_fake.connect`` (the plugins offer no such target)."""
+    return OfflineProject.load(path)
 
 
 class Faults:
@@ -73,7 +82,6 @@ def triage_workflow(project: OfflineProject) -> OfflineProject:
     """The project with an Agent stage first: new tasks wait at "Triage", whose pathways lead to "Annotate 1"
     ("annotate") or to a second annotation stage "Later" ("later"); then review and Complete. Every unlabelled
     task waits at Triage."""
-    from plugins.encord.offline import stable_uuid
 
     def stage(title: str, kind: str, **more: object) -> dict:
         return {"uuid": stable_uuid("stage", title), "title": title, "stage_type": kind, **more}
@@ -88,7 +96,8 @@ def triage_workflow(project: OfflineProject) -> OfflineProject:
     for record in project.records.values():
         meta = record["metadata"]
         title = (meta["workflow_graph_node"] or {}).get("title")
-        target = triage if title == "Annotate 1" else project.stage_by_title(title) or annotate
+        found = None if title is None else project.stage_by_title(title)
+        target = triage if title == "Annotate 1" else found or annotate
         meta["workflow_graph_node"] = {"uuid": target["uuid"], "title": target["title"]}
     project.save()
     return project

@@ -9,27 +9,27 @@ import inspect
 
 import pytest
 
-from plugins.encord import offline
+from plugins.encord import standin_workflow
 from plugins.encord.actions import plan
 from plugins.encord.contract import SDK_CALLS
-from plugins.encord.offline import OfflineLabelRow, OfflineProject, OfflineStorageItem
 from plugins.encord.platform import EncordPlatform
 from plugins.encord.retry import Retry
+from plugins.encord.standin_project import OfflineLabelRow, OfflineProject, OfflineStorageItem
 from tests.encord_fake import memory_project, triage_workflow
 
 STAND_IN = {
     "encord.project.Project": OfflineProject,
     "encord.objects.LabelRowV2": OfflineLabelRow,
     "encord.storage.StorageItem": OfflineStorageItem,
-    "encord.workflow.stages.annotation.AnnotationStage": offline.OfflineAnnotationStage,
-    "encord.workflow.stages.review.ReviewStage": offline.OfflineReviewStage,
-    "encord.workflow.stages.final.FinalStage": offline.OfflineFinalStage,
-    "encord.workflow.stages.agent.AgentStage": offline.OfflineAgentStage,
-    "encord.workflow.stages.annotation.AnnotationTask": offline.OfflineAnnotationTask,
-    "encord.workflow.stages.review.ReviewTask": offline.OfflineReviewTask,
-    "encord.workflow.stages.final.FinalStageTask": offline.OfflineFinalStageTask,
-    "encord.workflow.stages.agent.AgentTask": offline.OfflineAgentTask,
-    "encord.issues.issue_client.TaskIssues": offline.OfflineTaskIssues,
+    "encord.workflow.stages.annotation.AnnotationStage": standin_workflow.OfflineAnnotationStage,
+    "encord.workflow.stages.review.ReviewStage": standin_workflow.OfflineReviewStage,
+    "encord.workflow.stages.final.FinalStage": standin_workflow.OfflineFinalStage,
+    "encord.workflow.stages.agent.AgentStage": standin_workflow.OfflineAgentStage,
+    "encord.workflow.stages.annotation.AnnotationTask": standin_workflow.OfflineAnnotationTask,
+    "encord.workflow.stages.review.ReviewTask": standin_workflow.OfflineReviewTask,
+    "encord.workflow.stages.final.FinalStageTask": standin_workflow.OfflineFinalStageTask,
+    "encord.workflow.stages.agent.AgentTask": standin_workflow.OfflineAgentTask,
+    "encord.issues.issue_client.TaskIssues": standin_workflow.OfflineTaskIssues,
 }
 SHORT = {
     "Project": "encord.project.Project",

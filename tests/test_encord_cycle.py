@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from plugins.encord import export as encord_export
-from plugins.encord.offline import OfflineProject
+from plugins.encord.standin_project import OfflineProject
 from runner.app import run as run_config
 from runner.errors import RunnerError
 from tests.encord_fake import example_export

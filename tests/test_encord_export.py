@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from plugins.encord import export
-from plugins.encord.offline import WRITE_LOG, OfflineProject
+from plugins.encord.standin_project import WRITE_LOG, OfflineProject
 from plugins.errors import InputError
 from tests.encord_fake import example_export
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from plugins.encord import export as encord_export
-from plugins.encord.offline import OfflineProject
 from plugins.encord.platform import EncordPlatform
+from plugins.encord.standin_project import OfflineProject
 from plugins.errors import InputError
 from runner.errors import ConfigError
 from runner.store import Store

@@ -7,7 +7,10 @@
 - ``images``: a content-addressed image cache, downloads and decoding;
 - ``platform``: :class:`~plugins.encord.platform.EncordPlatform`, what ``project.source`` returns;
 - ``actions``: the pure planner of a round's records (``act.function``);
-- ``offline``: an in-process stand-in of the SDK's ``Project`` (exports on disk, tests);
-- ``export``: exports on disk as a project, and ``python -m plugins.encord.export``;
+- ``standin_project``: an in-process stand-in of the SDK's ``Project``, label rows and bundles (exports on
+  disk, tests), with ``standin_workflow`` (its stages, tasks and issues) and ``label_dicts`` (label-row dicts
+  made and read by the SDK itself);
+- ``export``: exports on disk as a project, and ``python -m plugins.encord.export``; ``export_files``: an
+  export's files, read and checked;
 - ``contract``: every SDK call these modules make (checked against the installed ``encord`` by the tests).
 """

@@ -9,7 +9,7 @@ An export is a folder:
 Generated examples also hold ``answer_key.json`` (the true class of every row), which the project
 ignores; only ``annotate`` below reads it, to play the annotators.
 
-The export is opened through the offline stand-in (:mod:`plugins.encord.offline`), so reading it runs the
+The export is opened through the offline stand-in (:mod:`plugins.encord.standin_project`), so reading it runs the
 same code as a live project, and ``act.apply=true`` changes ``label_rows.json`` the way a live project
 would change (and appends each write to ``write_log.jsonl``); a dry run changes no file of the export.
 With ``working_copy`` set (the shipped configs set it to the project directory) the export is checked, then
@@ -34,17 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins.encord.offline import (
-    DEFAULT_WORKFLOW,
-    WRITE_LOG,
-    OfflineProject,
-    check_export,
-    new_metadata,
-    read_json,
-    stable_uuid,
-)
+from plugins.encord.export_files import check_export, read_json
+from plugins.encord.label_dicts import new_metadata, stable_uuid
 from plugins.encord.platform import EncordPlatform
 from plugins.encord.retry import Retry
+from plugins.encord.standin_project import DEFAULT_WORKFLOW, WRITE_LOG, OfflineProject
 from plugins.errors import InputError
 
 # What the config may name as a _target_ (the rest are helpers: see runner.config).
@@ -156,7 +150,8 @@ def make_example(out: Path, n: int = 200, labelled: int = 60, seed: int = 0, wro
     if out.exists():
         shutil.rmtree(out)
     (out / "images").mkdir(parents=True)
-    records, answers = {}, {}
+    records: dict[str, dict] = {}
+    answers: dict[str, str] = {}
     for source in picked:
         data_hash = stable_uuid("mnist", int(source))
         title = f"mnist_{int(source):05d}.png"
