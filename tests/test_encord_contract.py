@@ -10,7 +10,7 @@ import inspect
 import pytest
 
 from plugins.encord import standin_workflow
-from plugins.encord.actions import plan
+from plugins.encord.actions import ActionPlanner
 from plugins.encord.contract import SDK_CALLS
 from plugins.encord.platform import EncordPlatform
 from plugins.encord.retry import Retry
@@ -106,8 +106,8 @@ def test_a_whole_import_and_act_cycle_uses_only_listed_calls(tmp_path):
         if label < 0
     ]
     selected = [{**item, "rank": r} for r, item in enumerate(items[:3], 1)]
-    records = plan(selected, items[3:], [], [], stages, 0, actions=["priority", "complete"],
-                   priority_floor=0.6, rest_priority=None, tag=None)
+    planner = ActionPlanner(actions=["priority", "complete"], priority_floor=0.6, rest_priority=None, tag=None)
+    records = planner(selected, items[3:], [], [], stages, 0)
     platform.apply(records)
     assert all(r["status"] == "applied" for r in records)
     labelled = next(h for h, r in project.records.items() if r["metadata"]["label_hash"] is not None)
@@ -147,12 +147,12 @@ def test_relabels_routes_and_issues_use_only_listed_calls(tmp_path):
                 "has_label_row": True, "rank": rank, **more}
 
     suspect = {"given": "3", "suggested": "5", "score": 0.9}
-    records = plan([item(h, r) for r, h in enumerate(waiting[:2], 1)], [item(h) for h in waiting[2:]], [],
-                   [item(done[0], 1, **suspect), item(in_review, 2, **suspect)], stages, 0,
-                   actions=["priority", "tag"], priority_floor=0.6, rest_priority=None, tag=None,
-                   agent_stage="Triage", agent_selected="annotate", agent_rest="later")
-    moved = plan([], [], [], [item(done[2], 1, **suspect)], stages, 0, actions=[], priority_floor=0.6,
-                 rest_priority=None, tag=None, relabel_stage="Later")
+    routing = ActionPlanner(actions=["priority", "tag"], priority_floor=0.6, rest_priority=None, tag=None,
+                            agent_stage="Triage", agent_selected="annotate", agent_rest="later")
+    records = routing([item(h, r) for r, h in enumerate(waiting[:2], 1)], [item(h) for h in waiting[2:]], [],
+                      [item(done[0], 1, **suspect), item(in_review, 2, **suspect)], stages, 0)
+    relabel = ActionPlanner(actions=[], priority_floor=0.6, rest_priority=None, tag=None, relabel_stage="Later")
+    moved = relabel([], [], [], [item(done[2], 1, **suspect)], stages, 0)
     remote = [r for r in records + moved if r["action"] not in ("tag", "untag")]  # tags are the run store's
     platform.apply(remote)
     assert all(r["status"] == "applied" for r in remote)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from plugins.encord import credentials as encord_credentials
-from plugins.encord.actions import plan
+from plugins.encord.actions import ActionPlanner
 from plugins.encord.credentials import Credentials, read_credentials
 from plugins.encord.errors import CredentialsError, EncordError
 from plugins.encord.images import ImageCache, download_images
@@ -201,8 +201,8 @@ STAGES = {"Annotate 1": {"kind": "ANNOTATION"}, "Review 1": {"kind": "REVIEW"}, 
 def plan_for(project, n_selected: int = 10, actions=("priority", "complete")) -> list[dict]:
     items = items_in(project, "Annotate 1")
     selected = [{**item, "rank": rank} for rank, item in enumerate(items[:n_selected], 1)]
-    return plan(selected, items[n_selected:], [], [], STAGES, 0, actions=list(actions), priority_floor=0.6,
-                rest_priority=None, tag=None)
+    planner = ActionPlanner(actions=list(actions), priority_floor=0.6, rest_priority=None, tag=None)
+    return planner(selected, items[n_selected:], [], [], STAGES, 0)
 
 
 def priorities(project) -> dict[str, float | None]:
@@ -351,8 +351,8 @@ def item(h: str, stage: str, rank: int | None = None, **more) -> dict:
 def test_suspects_go_back_the_way_their_stage_allows_with_an_issue_and_top_priority():
     why = {"given": "3", "suggested": "8", "score": 0.91}
     suspects = [item("done", "Complete", 1, **why), item("review", "Review 1", 2, **why)]
-    records = plan([], [], [], suspects, STAGES, 4, actions=["priority"], priority_floor=0.6, rest_priority=None,
-                   tag=None)
+    records = ActionPlanner(actions=["priority"], priority_floor=0.6, rest_priority=None, tag=None)(
+        [], [], [], suspects, STAGES, 4)
     by = {(r["data_hash"], r["action"]): r for r in records}
     assert set(by) == {("done", "reopen"), ("review", "reject"), ("done", "issue"), ("review", "issue"),
                        ("done", "priority"), ("review", "priority")}
@@ -361,8 +361,8 @@ def test_suspects_go_back_the_way_their_stage_allows_with_an_issue_and_top_prior
         "Please check the label and correct it."
     )
     assert by[("done", "issue")]["issue_tags"] == ["label_issue"] and by[("done", "priority")]["value"] == 1.0
-    moved = plan([], [], [], suspects, STAGES, 4, actions=[], priority_floor=0.6, rest_priority=None, tag=None,
-                 relabel_stage="Annotate 1")
+    moved = ActionPlanner(actions=[], priority_floor=0.6, rest_priority=None, tag=None, relabel_stage="Annotate 1")(
+        [], [], [], suspects, STAGES, 4)
     assert {(r["data_hash"], r["action"], r["value"]) for r in moved if r["action"] == "move"} == {
         ("done", "move", "Annotate 1"), ("review", "move", "Annotate 1")}
 
@@ -370,15 +370,16 @@ def test_suspects_go_back_the_way_their_stage_allows_with_an_issue_and_top_prior
 def test_an_agent_stage_routes_by_rank_and_the_selection_tags_reach_the_platform_only_if_asked():
     selected = [item("a", "Triage", 1), item("b", "Annotate 1", 2, tags=["to_label_next"])]
     rest = [item("c", "Triage"), item("d", "Annotate 1")]
-    records = plan(selected, rest, [], [], AGENT_STAGES, 0, actions=["tag", "complete"], priority_floor=0.6,
-                   rest_priority=None, tag=None, agent_stage="Triage", agent_selected="annotate", agent_rest=None)
+    routing = ActionPlanner(actions=["tag", "complete"], priority_floor=0.6, rest_priority=None, tag=None,
+                            agent_stage="Triage", agent_selected="annotate", agent_rest=None)
+    records = routing(selected, rest, [], [], AGENT_STAGES, 0)
     actions = {(r["data_hash"], r["action"]): r["value"] for r in records}
     assert actions[("a", "route")] == "annotate" and ("c", "route") not in actions  # agent_rest=None: it waits
     assert ("c", "complete") not in actions and ("d", "complete") in actions  # Triage's tasks are only routed
     issue = next(r for r in records if r["data_hash"] == "b" and r["action"] == "issue")
     assert issue["issue_tags"] == ["round_000", "to_label_next"] and "rank 2 of 2" in issue["value"]
-    quiet = plan(selected, rest, [], [], AGENT_STAGES, 0, actions=["tag"], priority_floor=0.6, rest_priority=None,
-                 tag=None, platform_tags=False)
+    quiet = ActionPlanner(actions=["tag"], priority_floor=0.6, rest_priority=None, tag=None, platform_tags=False)(
+        selected, rest, [], [], AGENT_STAGES, 0)
     assert {r["action"] for r in quiet} == {"tag"}
 
 
@@ -392,6 +393,6 @@ def test_an_agent_stage_routes_by_rank_and_the_selection_tags_reach_the_platform
 ])
 def test_planner_settings_the_workflow_cannot_take_are_refused_naming_them(settings, message):
     arguments = {"actions": ["priority"], "priority_floor": 0.6, "rest_priority": None, "tag": None, **settings}
-    with pytest.raises(ValueError) as caught:
-        plan([], [], [], [], AGENT_STAGES, 0, **arguments)
+    with pytest.raises(ValueError) as caught:  # the settings when the planner is built, the workflow when it plans
+        ActionPlanner(**arguments)(selected=[], rest=[], parked=[], suspects=[], stages=AGENT_STAGES, round_=0)
     assert str(caught.value) == message
