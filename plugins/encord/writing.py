@@ -19,6 +19,7 @@ twice changes nothing and a re-run after a crash or a partial failure finishes o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,7 +78,7 @@ class Writer:
             todo = [r for r in records if r["action"] == kind and r.get("status") != "applied"]
             for chunk in chunks(todo, self.reader.bundle_size):
                 try:
-                    self.reader.retry.call(f"{kind} ({len(chunk)} tasks)", lambda chunk=chunk: self._apply(chunk))
+                    self.reader.retry.call(f"{kind} ({len(chunk)} tasks)", functools.partial(self._apply, chunk))
                 except Exception as exc:
                     for record in chunk:
                         if record.get("status") != "applied":
@@ -85,6 +86,21 @@ class Writer:
                 checkpoint()
 
     def _apply(self, chunk: Sequence[dict]) -> None:
+        todo, states = self._unapplied(chunk)
+        if not todo:
+            return
+        if todo[0][0]["action"] in TASK_KINDS:
+            self._apply_to_tasks([record for record, _ in todo], states)
+            return
+        with self.reader.project.create_bundle(bundle_size=self.reader.bundle_size) as bundle:
+            for record, row in todo:
+                self._act_on_row(record, row, bundle)
+        for record, _ in todo:
+            record.update(status="applied", error=None)
+
+    def _unapplied(self, chunk: Sequence[dict]) -> tuple[list[tuple[dict, Any]], dict[str, RowInfo]]:
+        """The chunk's records that still need a call, with their rows, and the state of every row found; the
+        others are marked applied (the platform shows them already) or failed (they cannot apply)."""
         first, final = self.reader.stage_titles()
         rows = {str(row.data_hash): row for row in self.reader.list_rows([r["data_hash"] for r in chunk])}
         todo: list[tuple[dict, Any]] = []
@@ -104,23 +120,19 @@ class Writer:
                 )
             else:
                 todo.append((record, row))
-        if not todo:
-            return
-        if todo[0][0]["action"] in TASK_KINDS:
-            self._apply_to_tasks([record for record, _ in todo], states)
-            return
-        with self.reader.project.create_bundle(bundle_size=self.reader.bundle_size) as bundle:
-            for record, row in todo:
-                if record["action"] == "priority":
-                    row.set_priority(priority=float(record["value"]), bundle=bundle)
-                elif record["action"] == "reopen":
-                    row.workflow_reopen(bundle=bundle)
-                elif record["action"] == "complete":
-                    row.workflow_complete(bundle=bundle)
-                else:
-                    row.initialise_labels(overwrite=True, bundle=bundle, include_signed_url=False)
-        for record, _ in todo:
-            record.update(status="applied", error=None)
+        return todo, states
+
+    @staticmethod
+    def _act_on_row(record: dict, row: Any, bundle: Any) -> None:
+        action = record["action"]
+        if action == "priority":
+            row.set_priority(priority=float(record["value"]), bundle=bundle)
+        elif action == "reopen":
+            row.workflow_reopen(bundle=bundle)
+        elif action == "complete":
+            row.workflow_complete(bundle=bundle)
+        else:
+            row.initialise_labels(overwrite=True, bundle=bundle, include_signed_url=False)
 
     def _apply_to_tasks(self, todo: list[dict], states: dict[str, RowInfo]) -> None:
         """Records of one task kind: the tasks are found at the stage each row is at now. The SDK bundles the
