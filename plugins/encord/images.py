@@ -117,9 +117,9 @@ def decode_image(content: bytes, size: Sequence[int], grayscale: bool) -> tuple[
     """Pixels in [0, 1], float32, resized to ``size`` (height, width), and the image's own (height, width)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(content)) as image:
-        width, height = image.size
-        image = image.convert("L" if grayscale else "RGB")
+    with Image.open(io.BytesIO(content)) as opened:
+        width, height = opened.size
+        image = opened.convert("L" if grayscale else "RGB")
         if image.size != (int(size[1]), int(size[0])):
             image = image.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.float32) / 255.0, (int(height), int(width))
@@ -129,7 +129,6 @@ def decode_original(content: bytes) -> np.ndarray:
     """The image at its own size and in its own pixels: uint8, (H, W) for grayscale, (H, W, 3) otherwise."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(content)) as image:
-        if image.mode not in ("L", "RGB"):
-            image = image.convert("RGB")
+    with Image.open(io.BytesIO(content)) as opened:
+        image = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
         return np.asarray(image, dtype=np.uint8)

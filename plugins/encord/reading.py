@@ -42,7 +42,9 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 class Reader:
     """Read-only access to one project (a live ``Project`` or the offline stand-in)."""
 
-    def __init__(self, project: Any, classification: str, bundle_size: int = 100, retry: Retry | None = None):
+    def __init__(
+        self, project: Any, classification: str, bundle_size: int = 100, retry: Retry | None = None
+    ) -> None:
         self.project = project
         self.classification = classification
         self.bundle_size = int(bundle_size)
