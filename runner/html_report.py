@@ -1,4 +1,4 @@
-"""``report.html``: one self-contained page per run, and per sweep (``runner.report``).
+"""``report.html``: one self-contained page per run, and per sweep (``runner.sweep_report``).
 
 The run page shows what each round chose, as people judge a round: the selected batch as thumbnails in rank order
 with score, label and metric values; the items the filters removed, with why; where the selected items fall in
@@ -28,7 +28,7 @@ import numpy as np
 
 from plugins.files import atomic_write_text
 from runner import __version__, environment
-from runner.report import format_stat
+from runner.formatting import format_stat
 
 if TYPE_CHECKING:
     from runner.assemble import Parts

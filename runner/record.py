@@ -14,7 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from runner.report import ReportError, load_runs, write_report
+from runner.runs import ReportError, load_runs
+from runner.sweep_report import write_report
 
 KEPT_FILES = ("config.resolved.yaml", "summary.json", "metrics.jsonl")
 

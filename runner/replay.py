@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import __version__, environment
-from runner.report import CONFIG_FILE, find_run_dirs
+from runner.runs import CONFIG_FILE, find_run_dirs
 
 SCORE_TOLERANCE = 1e-6
 IDENTICAL = "identical"

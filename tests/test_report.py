@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import report
+from runner import statistics, sweep_report, sweep_summary
+from runner.runs import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 LOGREG = {"_target_": "plugins.models.sklearn_model.SklearnClassifier",
@@ -49,24 +50,24 @@ def by_acquisition(result: dict) -> dict:
 
 def test_area_under_curve_is_trapezoid_over_labelled_range() -> None:
     # (10 * (0.5 + 0.7) / 2 + 10 * (0.7 + 0.9) / 2) / (30 - 10) = (6 + 8) / 20
-    assert report.area_under_curve([(10, 0.5), (20, 0.7), (30, 0.9)]) == pytest.approx(0.7)
+    assert statistics.area_under_curve([(10, 0.5), (20, 0.7), (30, 0.9)]) == pytest.approx(0.7)
     # Uneven spacing: (10 * 0.5 + 30 * 0.9) / 40
-    assert report.area_under_curve([(10, 0.4), (20, 0.6), (50, 1.2)]) == pytest.approx((5 + 27) / 40)
-    assert report.area_under_curve([(10, 0.42)]) == 0.42
-    assert report.area_under_curve([]) is None
+    assert statistics.area_under_curve([(10, 0.4), (20, 0.6), (50, 1.2)]) == pytest.approx((5 + 27) / 40)
+    assert statistics.area_under_curve([(10, 0.42)]) == 0.42
+    assert statistics.area_under_curve([]) is None
 
 
 def test_labels_to_target_and_mean_std() -> None:
-    assert report.labels_to_target([(10, 0.5), (20, 0.9), (30, 0.95)], 0.9) == 20
-    assert report.labels_to_target([(10, 0.5)], 0.9) is None
-    stat = report.mean_std([1.0, 2.0, 4.0])
+    assert statistics.labels_to_target([(10, 0.5), (20, 0.9), (30, 0.95)], 0.9) == 20
+    assert statistics.labels_to_target([(10, 0.5)], 0.9) is None
+    stat = statistics.mean_std([1.0, 2.0, 4.0])
     assert stat["mean"] == pytest.approx(7 / 3)
     assert stat["std"] == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
-    assert report.mean_std([3.0]) == {"n": 1, "mean": 3.0, "std": None}
+    assert statistics.mean_std([3.0]) == {"n": 1, "mean": 3.0, "std": None}
 
 
 def test_summary_numbers(toy: Path) -> None:
-    rows = by_acquisition(report.summarize(report.load_runs(toy), target=0.9))
+    rows = by_acquisition(sweep_summary.summarize(load_runs(toy), target=0.9))
     entropy, random = rows["entropy"], rows["random"]
     assert entropy["model"] == "LogisticRegression"
     assert entropy["final_accuracy"]["mean"] == pytest.approx(0.85)
@@ -92,7 +93,7 @@ def test_pairs_only_with_random_of_equal_settings(tmp_path: Path) -> None:
     make_run(tmp_path, "rc0", "random", 0, [(10, 0.5), (20, 0.6)], model=CNN, budget=5)
     make_run(tmp_path, "e0", "entropy", 0, [(10, 0.5), (20, 0.7)])
     make_run(tmp_path, "r0", "random", 0, [(10, 0.5), (20, 0.65)])
-    result = report.summarize(report.load_runs(tmp_path), target=0.9)
+    result = sweep_summary.summarize(load_runs(tmp_path), target=0.9)
     # Only the budget differs besides model class and acquisition; the CNN-only keys are not columns.
     assert result["setting_columns"] == ["selection.budget"]
     rows = {(r["acquisition"], r["model"]): r for r in result["configurations"]}
@@ -105,7 +106,7 @@ def test_unfinished_and_broken_runs_are_listed_not_fatal(toy: Path) -> None:
     broken = make_run(toy, "bad", "entropy", 3, [(10, 0.5)])
     (broken / "metrics.jsonl").write_text("{not json\n")
     (toy / "failed" / ".hydra").mkdir(parents=True)
-    written = report.write_report(toy, target=0.9)
+    written = sweep_report.write_report(toy, target=0.9)
     assert written["finished_runs"] == 4
     status = {r["path"]: r["status"] for r in written["not_included"]}
     assert status == {"half": "unfinished", "bad": "broken", "failed": "broken"}
@@ -119,7 +120,7 @@ def test_unfinished_and_broken_runs_are_listed_not_fatal(toy: Path) -> None:
 
 def test_summary_disagreeing_with_metrics_is_broken(toy: Path) -> None:
     (toy / "e0" / "summary.json").write_text(json.dumps({"final_test_accuracy": 0.1}))
-    runs = {r.path: r for r in report.load_runs(toy)}
+    runs = {r.path: r for r in load_runs(toy)}
     assert runs["e0"].status == "broken"
 
 
@@ -140,14 +141,14 @@ def test_tags_are_averaged_per_configuration_and_shown(tmp_path: Path) -> None:
         run = make_run(tmp_path, f"e{seed}", "entropy", seed, [(10, 0.5), (20, 0.7)])
         summary = json.loads((run / "summary.json").read_text())
         (run / "summary.json").write_text(json.dumps({**summary, "tags": tags}))
-    result = report.summarize(report.load_runs(tmp_path), 0.9)
+    result = sweep_summary.summarize(load_runs(tmp_path), 0.9)
     assert result["configurations"][0]["tags"] == {"parked": 2.0, "to_label_next": 25.0}
-    table = report.render_markdown(result, "toy")
+    table = sweep_report.render_markdown(result, "toy")
     assert "tags (items per run)" in table and "parked 2, to_label_next 25" in table
 
 
 def test_readable_names_keep_only_what_differs() -> None:
-    assert report.short_keys(["selection.budget", "model.estimator.C", "loop.rounds", "model.module.C"]) == {
+    assert sweep_report.short_keys(["selection.budget", "model.estimator.C", "loop.rounds", "model.module.C"]) == {
         "selection.budget": "budget", "model.estimator.C": "estimator.C", "loop.rounds": "rounds",
         "model.module.C": "module.C"}
     rows = [
@@ -159,24 +160,25 @@ def test_readable_names_keep_only_what_differs() -> None:
          "settings": {"selection.budget": 20, "loop.rounds": 5}},
     ]
     columns = ["loop.rounds", "selection.budget"]
-    assert report.readable_names(rows, columns) == ["entropy · budget 10", "random · budget 10", "entropy · budget 20"]
-    assert report.readable_names(rows[:1], columns) == ["entropy"]  # nothing differs: the acquisition names it
+    assert sweep_report.readable_names(rows, columns) == [
+        "entropy · budget 10", "random · budget 10", "entropy · budget 20"]
+    assert sweep_report.readable_names(rows[:1], columns) == ["entropy"]  # nothing differs: the acquisition names it
 
 
 def test_one_panel_per_model_only_when_their_label_ranges_differ(tmp_path: Path) -> None:
     make_run(tmp_path, "c0", "entropy", 0, [(20, 0.5), (70, 0.8)], model=CNN)
     make_run(tmp_path, "l0", "entropy", 0, [(20, 0.5), (1020, 0.9)])
-    rows = report.summarize(report.load_runs(tmp_path), 0.9)["configurations"]
-    assert [(title, [rows[i]["model"] for i in members]) for title, members in report.panels(rows)] == [
+    rows = sweep_summary.summarize(load_runs(tmp_path), 0.9)["configurations"]
+    assert [(title, [rows[i]["model"] for i in members]) for title, members in sweep_report.panels(rows)] == [
         ("toy · GalCNN", ["GalCNN"]), ("toy · LogisticRegression", ["LogisticRegression"])]
     make_run(tmp_path / "same", "c0", "entropy", 0, [(20, 0.5), (70, 0.8)], model=CNN)
     make_run(tmp_path / "same", "l0", "entropy", 0, [(20, 0.6), (70, 0.7)])
-    rows = report.summarize(report.load_runs(tmp_path / "same"), 0.9)["configurations"]
-    assert report.panels(rows) == [("toy", [0, 1])]
+    rows = sweep_summary.summarize(load_runs(tmp_path / "same"), 0.9)["configurations"]
+    assert sweep_report.panels(rows) == [("toy", [0, 1])]
 
 
 def test_difference_from_random_is_paired_by_seed_at_each_count(toy: Path) -> None:
-    rows = by_acquisition(report.summarize(report.load_runs(toy), target=0.8))
+    rows = by_acquisition(sweep_summary.summarize(load_runs(toy), target=0.8))
     curve = rows["entropy"]["vs_random"]["curve"]
     # Seed 0: 0, 0.1, 0.2; seed 1: 0.1, 0.3, 0.2 (entropy minus random at 10, 20 and 30 labels).
     assert [p["n_labeled"] for p in curve] == [10, 20, 30]
@@ -188,7 +190,7 @@ def test_difference_from_random_is_paired_by_seed_at_each_count(toy: Path) -> No
 
 def test_sweep_page_and_figures(toy: Path) -> None:
     (toy / "e0" / "report.html").write_text("<!DOCTYPE html><title>run</title>")
-    report.write_report(toy, target=0.9)
+    sweep_report.write_report(toy, target=0.9)
     figures = ("learning_curves.png", "difference_from_random.png", "aulc_labels_to_target.png")
     first = {name: (toy / name).read_bytes() for name in figures}
     assert all(image.startswith(b"\x89PNG") for image in first.values())
@@ -197,6 +199,6 @@ def test_sweep_page_and_figures(toy: Path) -> None:
     assert '<a href="e0/report.html">' in page and 'href="e1/report.html"' not in page  # only where a page exists
     assert "<strong>entropy</strong>" in page and "+0.1625 ± 0.0884" in page
     assert "![difference from random](difference_from_random.png)" in (toy / "report.md").read_text()
-    report.write_report(toy, target=0.9)
+    sweep_report.write_report(toy, target=0.9)
     assert {name: (toy / name).read_bytes() for name in figures} == first  # no dates, no software tag
     assert (toy / "report.html").read_text(encoding="utf-8") == page

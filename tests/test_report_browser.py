@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner import report
+from runner import sweep_report
 from tests.conftest import run_in_process
 
 CHROMIUM = shutil.which("chromium")
@@ -100,7 +100,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     )
     run_in_process(root / "entropy", *RUN, "acquisition=entropy")  # the page again, now with the suspects
-    report.write_report(root, target=0.8)
+    sweep_report.write_report(root, target=0.8)
     return root
 
 
