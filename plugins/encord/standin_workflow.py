@@ -54,6 +54,7 @@ class OfflineTaskIssues:
         self._project = project
         self._data_hash = data_hash
 
+    # Named as in the SDK; inside this class "list" is this method, so annotations spell builtins.list.
     def list(self) -> builtins.list[OfflineIssue]:
         self._project._log("TaskIssues", "list")
         self._project._server("list_issues", [(self._data_hash, lambda: None)])
