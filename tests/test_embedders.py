@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from plugins.embedders import pixels
+from plugins.embedders.model import ModelEmbedding
 from plugins.embedders.pixels import PixelPCA
 from plugins.embedders.pretrained import LocalWeights, check_available
 from plugins.errors import InputError
 from plugins.metrics.uniqueness import uniqueness
+from plugins.protocols import Embedder, ModelEmbedder, spreads_blocks
 
 
 def test_pca_shape_and_fewer_components_for_small_data():
@@ -125,3 +127,37 @@ def test_an_encoder_for_another_image_size_or_another_file_is_refused_in_one_lin
     other.write_bytes(b"\x00" * 64)
     with pytest.raises(InputError, match="is not a torch.export program"):
         LocalWeights(str(other))
+
+
+# --- embeddings from the model ------------------------------------------------------------------------------
+
+
+class Doubles:
+    """A model with a representation of its own: each image's pixels, doubled."""
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        return 2 * np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+
+
+def test_model_embedding_asks_a_model_that_embeds_and_otherwise_leaves_it_to_the_fallback():
+    embedder = ModelEmbedding(PixelPCA(n_components=2))
+    assert isinstance(embedder, ModelEmbedder)
+    images = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    rows = embedder.embed_with(Doubles(), images)
+    assert rows.dtype == np.float64 and rows.tolist() == [[0.0, 2.0, 4.0, 6.0], [8.0, 10.0, 12.0, 14.0]]
+    assert embedder.embed_with(None, images) is None  # no model trained yet
+    assert embedder.embed_with(object(), images) is None  # a model without embed
+
+
+def test_model_embedding_refuses_a_fallback_that_cannot_embed():
+    with pytest.raises(TypeError, match="embedder.fallback must be an embedder with fit_transform"):
+        ModelEmbedding(Doubles())  # type: ignore[arg-type]
+
+
+def test_only_an_embedder_whose_fit_transform_takes_map_blocks_gets_the_blocks():
+    class Plain:
+        def fit_transform(self, images: np.ndarray) -> np.ndarray:
+            return np.zeros((len(images), 1))
+
+    assert spreads_blocks(PixelPCA()) and not spreads_blocks(Plain()) and not spreads_blocks(object())
+    assert isinstance(Plain(), Embedder) and not isinstance(Doubles(), Embedder)

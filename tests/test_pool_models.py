@@ -1,5 +1,5 @@
 """Model options for label efficiency: learning from the unlabelled pool, MC-dropout prediction, weight decay per
-label."""
+label; and what each model offers the runner (plugins.protocols)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
+from sklearn.svm import SVC
 
+from plugins.errors import InputError
 from plugins.models.cnn import GalCNN
 from plugins.models.semi_supervised import LabelSpreadingClassifier
+from plugins.models.sklearn_model import SklearnClassifier
 from plugins.models.torch_model import TorchClassifier
+from plugins.protocols import EmbedsItems, PredictsClasses, SamplesPredictions, learns_from_pool
 from runner import stages
 from tests.conftest import run_in_process
 
@@ -158,3 +162,49 @@ def test_shift_augmentation_is_seeded_and_refuses_negative_shifts():
     np.testing.assert_array_equal(fitted(0), fitted(0))
     with pytest.raises(ValueError, match="augment_shift"):
         TorchClassifier(partial(GalCNN), 3, augment_shift=-1)
+
+
+# --- what the runner may ask of each model (plugins.protocols) ----------------------------------------------
+
+
+def test_learns_from_pool_reads_whether_fit_takes_the_pool():
+    assert learns_from_pool(UsesPool()) and learns_from_pool(LabelSpreadingClassifier(n_classes=2))
+    assert not learns_from_pool(Plain()) and not learns_from_pool(cnn()) and not learns_from_pool(object())
+
+
+def test_capabilities_are_what_each_model_offers():
+    spreading, network = LabelSpreadingClassifier(n_classes=2), cnn()
+    assert isinstance(network, SamplesPredictions) and isinstance(network, EmbedsItems)
+    assert isinstance(spreading, EmbedsItems) and not isinstance(spreading, SamplesPredictions)
+    assert not isinstance(network, PredictsClasses) and not isinstance(spreading, PredictsClasses)
+
+
+class Hidden(torch.nn.Module):
+    """The same network with its trunk and head out of sight, so it is sampled by full stochastic passes."""
+
+    def __init__(self, **arguments) -> None:
+        super().__init__()
+        self.inner = GalCNN(**arguments)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_sampling_only_the_head_gives_the_draws_of_full_passes():
+    images, labels = data()
+    split = cnn().fit(images, labels)
+    full = TorchClassifier(partial(Hidden, filters=4, hidden=8), n_classes=3, random_state=0, epochs=1, batch_size=8)
+    full.fit(images, labels)
+    full.module_.inner.load_state_dict(split.module_.state_dict())
+    # The trunk holds no dropout, so both ways draw the same masks from the same seed, in the same order.
+    np.testing.assert_allclose(full.predict_proba_samples(images, 4), split.predict_proba_samples(images, 4),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_an_estimator_whose_settings_rule_out_probabilities_is_refused():
+    # SVC hides predict_proba unless probability=True: the attribute exists on the class, not on this estimator.
+    with pytest.raises(InputError, match="model.estimator: SVC has no predict_proba"):
+        SklearnClassifier(SVC(probability=False), n_classes=10)
+    model = SklearnClassifier(SVC(probability=True), n_classes=10)
+    assert isinstance(model, PredictsClasses) and isinstance(model, EmbedsItems)
+    assert not isinstance(model, SamplesPredictions)

@@ -32,11 +32,13 @@ rounds: everything it knows comes from the store, so a resumed run decides exact
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from plugins.protocols import ListsInputs, NarrowsInputs
 
 INPUTS = {
     "probs": "class probabilities of the candidates, (n, C)",
@@ -91,9 +93,9 @@ class Decision:
     record: Mapping[str, Any]
 
 
-def declared_inputs(function: Callable, known: frozenset[str] | dict = frozenset(INPUTS)) -> tuple[str, ...]:
+def declared_inputs(function: Callable[..., Any], known: Collection[str] = frozenset(INPUTS)) -> tuple[str, ...]:
     """The inputs ``function`` asks for, in its parameter order; ValueError naming one it cannot be given."""
-    listed = getattr(function, "inputs", None)
+    listed = function.inputs if isinstance(function, ListsInputs) else None
     if listed is not None:
         names = tuple(listed)
         unknown = [n for n in names if n not in known]
@@ -113,13 +115,12 @@ def declared_inputs(function: Callable, known: frozenset[str] | dict = frozenset
     return names
 
 
-def inputs_at(function: Callable, declared: tuple[str, ...], round_: int, n_labeled: int) -> tuple[str, ...]:
+def inputs_at(function: Callable[..., Any], declared: tuple[str, ...], round_: int, n_labeled: int) -> tuple[str, ...]:
     """What ``function`` needs in round ``round_`` with ``n_labeled`` labels: its ``inputs_for`` answer when it
     has one (checked to be part of ``declared``), else everything it declared."""
-    narrow = getattr(function, "inputs_for", None)
-    if narrow is None:
+    if not isinstance(function, NarrowsInputs):
         return declared
-    needed = tuple(narrow(round_, n_labeled))
+    needed = tuple(function.inputs_for(round_, n_labeled))
     extra = [n for n in needed if n not in declared]
     if extra:
         raise ValueError(f"inputs_for asks for '{extra[0]}', which its inputs do not list")

@@ -11,20 +11,26 @@ from typing import Any
 
 import numpy as np
 
+from plugins.protocols import Embedder, EmbedsItems
+
 log = logging.getLogger("runner")
 
 
 class ModelEmbedding:
-    """``embed_with(model, images)``: the model's own representation of the images, or None to use the fallback."""
+    """``embed_with(model, images)``: the model's own representation of the images, or None to use the fallback.
 
-    def __init__(self, fallback: Any) -> None:
-        if not hasattr(fallback, "fit_transform"):
+    A :class:`~plugins.protocols.ModelEmbedder`; the model is asked when it is
+    :class:`~plugins.protocols.EmbedsItems`.
+    """
+
+    def __init__(self, fallback: Embedder) -> None:
+        if not isinstance(fallback, Embedder):
             raise TypeError("embedder.fallback must be an embedder with fit_transform (e.g. PixelPCA)")
         self.fallback = fallback
         self._told = False
 
     def embed_with(self, model: Any | None, images: np.ndarray) -> np.ndarray | None:
-        if model is not None and hasattr(model, "embed"):
+        if isinstance(model, EmbedsItems):
             return np.asarray(model.embed(images), dtype=np.float64)
         if not self._told:
             log.info("embedder=model: no trained model with embed() yet, using the fallback embeddings")

@@ -1,8 +1,9 @@
 """The candidate filter the ``filters`` config group builds: which unlabelled items may be selected this round.
 
 Every constraint narrows the candidates; an empty or None constraint keeps everything. The filter reads what it
-needs from a :class:`FilterInputs` view of the round (metric columns, tags, per-item source columns, predicted
-probabilities, embeddings), so it never holds the run itself.
+needs from a :class:`~plugins.protocols.FilterInputs` view of the round (metric columns, tags, per-item source
+columns, predicted probabilities, embeddings), so it never holds the run itself. What the runner may ask of it is
+:class:`~plugins.protocols.CandidateScreen`.
 """
 
 from __future__ import annotations
@@ -10,33 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from plugins.errors import InputError
 from plugins.filters.masks import has_tags, in_stages, metric_range, not_near_duplicate, predicted_class
-from plugins.neighbours import NeighbourSearch
+from plugins.protocols import FilterInputs
 
 log = logging.getLogger("runner")
-
-
-class FilterInputs(Protocol):
-    """What a filter may read about one round (the runner provides it)."""
-
-    labeled: np.ndarray  # indices of the labelled items
-    class_names: list[str]
-    neighbours: NeighbourSearch | None  # the run's shared neighbour search
-
-    def metric(self, name: str) -> np.ndarray: ...  # a metric column over every item
-
-    def item_column(self, name: str) -> np.ndarray: ...  # a per-item column of the source (e.g. ``stage``)
-
-    def tags(self) -> dict[int, set[str]]: ...  # tags by item index
-
-    def probs(self, indices: np.ndarray) -> np.ndarray | None: ...  # None while no model is trained
-
-    def embeddings(self, indices: np.ndarray) -> np.ndarray: ...
 
 
 class CandidateFilter:
@@ -51,7 +34,7 @@ class CandidateFilter:
         exclude_near_duplicates: bool,
         near_duplicate_threshold: float,
     ) -> None:
-        ranges = {}
+        ranges: dict[str, tuple[float | None, float | None]] = {}
         for name, bounds in (metrics or {}).items():
             if not isinstance(bounds, Sequence) or isinstance(bounds, str) or len(bounds) != 2:
                 raise InputError(f"filters.metrics.{name} must be [low, high] (null for an open end)")
@@ -90,18 +73,7 @@ class CandidateFilter:
 
     def class_indices(self, class_names: Sequence[str]) -> list[int] | None:
         """``filters.classes`` as class indices (names or indices accepted); InputError for an unknown class."""
-        if self.classes is None:
-            return None
-        names = [str(n) for n in class_names]
-        found = []
-        for value in self.classes:
-            if str(value) in names:
-                found.append(names.index(str(value)))
-            elif isinstance(value, int) and 0 <= value < len(names):
-                found.append(value)
-            else:
-                raise InputError(f"filters.classes: '{value}' is not a class of this project ({', '.join(names)})")
-        return found
+        return None if self.classes is None else _class_indices(self.classes, class_names)
 
     def apply(self, candidates: np.ndarray, inputs: FilterInputs) -> np.ndarray:
         """The candidates that pass every configured filter, in their original order."""
@@ -116,7 +88,7 @@ class CandidateFilter:
 
         def judge(keep: np.ndarray, key: str, reason: str, values: Sequence[Any] | None = None) -> np.ndarray:
             dropped = np.flatnonzero(~keep)
-            judged = [] if values is None else [_plain(values[i]) for i in dropped]
+            judged = [] if values is None else [_plain(values[int(i)]) for i in dropped]
             removals.append(Removal(key, reason, candidates[dropped], judged))
             return keep
 
@@ -137,7 +109,7 @@ class CandidateFilter:
             probs = inputs.probs(candidates)
             if probs is None:
                 raise InputError("filters.classes filters by predicted class, which needs a trained model")
-            wanted = self.class_indices(inputs.class_names)
+            wanted = _class_indices(self.classes, inputs.class_names)
             predicted = [inputs.class_names[c] for c in np.asarray(probs).argmax(axis=1)]
             keep &= judge(predicted_class(probs, wanted), "classes",
                           f"predicted class not one of {', '.join(inputs.class_names[c] for c in wanted)}",
@@ -170,7 +142,20 @@ class Removal:
     filter: str  # the filters key that rejected them, e.g. ``metrics.brightness``
     reason: str  # why, in words
     items: np.ndarray  # the rejected candidates' item indices, in candidate order
-    values: list  # per rejected item, the value the filter judged (empty where there is none to show)
+    values: list[Any]  # per rejected item, the value the filter judged (empty where there is none to show)
+
+
+def _class_indices(classes: Sequence[str | int], class_names: Sequence[str]) -> list[int]:
+    names = [str(n) for n in class_names]
+    found = []
+    for value in classes:
+        if str(value) in names:
+            found.append(names.index(str(value)))
+        elif isinstance(value, int) and 0 <= value < len(names):
+            found.append(value)
+        else:
+            raise InputError(f"filters.classes: '{value}' is not a class of this project ({', '.join(names)})")
+    return found
 
 
 def _range_reason(name: str, low: float | None, high: float | None) -> str:

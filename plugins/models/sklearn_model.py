@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -21,7 +22,10 @@ class SklearnClassifier:
     not the argmax of its probabilities.
     """
 
-    def __init__(self, estimator, n_classes: int, random_state: int | None = None) -> None:
+    def __init__(self, estimator: Any, n_classes: int, random_state: int | None = None) -> None:
+        # hasattr, not isinstance(estimator, plugins.protocols.Model): scikit-learn hides predict_proba behind a
+        # descriptor that raises when the settings rule it out (SVC without probability=True), which hasattr
+        # sees and a protocol check on Python 3.12+ (a static look-up) does not.
         if not hasattr(estimator, "predict_proba"):
             raise InputError(
                 f"model.estimator: {type(estimator).__name__} has no predict_proba (with these arguments); "
@@ -30,7 +34,7 @@ class SklearnClassifier:
         self.estimator = estimator
         self.n_classes = n_classes
         self.random_state = random_state
-        self.fitted_ = None
+        self.fitted_: Any = None
         self.classes_: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> SklearnClassifier:

@@ -7,7 +7,7 @@ runs once and only the head is sampled. Any other module is sampled by T full st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -94,16 +94,18 @@ class TorchClassifier:
     def predict_proba_samples(self, X: np.ndarray, T: int) -> np.ndarray:
         """(T, n, C) class probabilities under T independent dropout masks."""
         module = self._fitted()
-        split = hasattr(module, "trunk") and hasattr(module, "head")
+        # getattr, not a protocol: nn.Module hands out sub-modules through __getattr__, which an isinstance check
+        # against a protocol does not call on Python 3.12+.
+        trunk, head = getattr(module, "trunk", None), getattr(module, "head", None)
         samples = []
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state + 1)
             for chunk in self._chunks(X):
-                if split:
+                if trunk is not None and isinstance(head, nn.Module):
                     module.eval()
-                    features = module.trunk(chunk)
-                    module.head.train()
-                    draws = [torch.softmax(module.head(features), dim=1) for _ in range(T)]
+                    features = trunk(chunk)
+                    head.train()
+                    draws = [torch.softmax(head(features), dim=1) for _ in range(T)]
                 else:
                     module.train()
                     draws = [torch.softmax(module(chunk), dim=1) for _ in range(T)]
@@ -115,7 +117,7 @@ class TorchClassifier:
         """Penultimate-layer activations when the module exposes ``embed``, else its logits."""
         module = self._fitted()
         module.eval()
-        forward = module.embed if hasattr(module, "embed") else module
+        forward: Callable[[torch.Tensor], torch.Tensor] = getattr(module, "embed", module)
         with torch.no_grad():
             return torch.cat([forward(chunk) for chunk in self._chunks(X)]).double().numpy()
 
@@ -124,7 +126,7 @@ class TorchClassifier:
             raise RuntimeError("the model must be fitted before it predicts")
         return self.module_
 
-    def _chunks(self, X: np.ndarray):
+    def _chunks(self, X: np.ndarray) -> Iterator[torch.Tensor]:
         for start in range(0, len(X), self.predict_batch_size):
             yield _as_tensor(X[start : start + self.predict_batch_size])
 
