@@ -1,4 +1,5 @@
-"""Schedules, the portfolio bandit and diverse margin: hand-computed values and the runner's round history."""
+"""Schedules, the portfolio bandit, the machinery every combination shares, and diverse margin: hand-computed
+values and the runner's round history."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from plugins.acquisition.combine import Component, metric_names, union_inputs
 from plugins.acquisition.diverse_margin import diverse_margin
 from plugins.acquisition.portfolio import Portfolio, round_reward
 from plugins.acquisition.protocol import Decision, PastRound, declared_inputs, inputs_at
 from plugins.acquisition.schedule import Schedule
 from plugins.acquisition.uncertainty import margin
+from plugins.acquisition.weighted import WeightedRankSum
 from tests.conftest import run_cli, run_in_process
 from tests.test_cli import KILLER
 
@@ -233,3 +236,95 @@ def test_in_prediction_space_hands_probabilities_for_embeddings():
     assert chosen.tolist() == k_center_greedy(probs, labeled_probs, 5).tolist()
     with pytest.raises(ValueError, match="takes no embeddings"):
         InPredictionSpace(margin)
+
+
+# --- what every combination shares (plugins.acquisition.combine) ----------------------------------------------
+
+
+def labelled_mean_gap(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Declares ``labels`` before ``probs``; ``threshold`` is configuration, never an input."""
+    return probs[:, 0] - float(np.mean(labels)) - threshold
+
+
+class ReadsColumns:
+    """A combination stand-in: lists its inputs and the metric columns it reads."""
+
+    inputs = ("metrics", "n_items")
+    metric_names = ("brightness", "area")
+
+    def __call__(self, **inputs: object) -> Decision:
+        return Decision(np.zeros(int(inputs["n_items"])), {"seen": sorted(inputs)})
+
+
+def test_a_component_is_called_with_only_the_inputs_it_declared():
+    component = Component.of("gap", labelled_mean_gap)
+    assert component.needs == ("labels", "probs") and not component.is_batch
+    given = {"probs": np.array([[0.9, 0.1], [0.2, 0.8]]), "labels": np.array([0, 1]), "rng": None, "budget": 1}
+    # A plain function takes no **kwargs, so any input beyond labels and probs would raise TypeError here.
+    np.testing.assert_allclose(component(given), [0.9 - 0.5 - 0.5, 0.2 - 0.5 - 0.5])
+
+
+def test_a_component_reads_an_input_under_another_name_when_told():
+    component = Component.of("gap", labelled_mean_gap)
+    given = {"labeled_probs": np.array([[0.75, 0.25]]), "labels": np.array([1, 1])}
+    np.testing.assert_allclose(component(given, read_from={"probs": "labeled_probs"}), [0.75 - 1.0 - 0.5])
+
+
+def test_a_component_unpacks_a_decision_and_a_bare_answer():
+    answer, record = Component.of("columns", ReadsColumns()).decide({"metrics": {}, "n_items": 3})
+    assert answer.tolist() == [0.0, 0.0, 0.0] and record == {"seen": ["metrics", "n_items"]}
+    answer, record = Component.of("first", first_two).decide({"n_items": 2})
+    assert answer.tolist() == [0.0, -1.0] and record == {}
+
+
+def test_a_component_asking_for_an_unknown_input_is_refused_with_its_config_key():
+    def wants_weather(probs: np.ndarray, weather: str) -> np.ndarray:
+        return probs[:, 0]
+
+    with pytest.raises(ValueError, match=r"^arms\.sunny: needs 'weather', which the runner cannot give"):
+        Component.of("sunny", wants_weather, "arms")
+    with pytest.raises(ValueError, match=r"^sunny: needs 'weather'"):
+        Component.of("sunny", wants_weather)
+
+
+def test_union_inputs_follow_the_protocol_order_whatever_the_components_order():
+    gap, batch = Component.of("gap", labelled_mean_gap), Component.of("batch", batch_of_last)
+    # INPUTS lists probs, embeddings, ..., labels, ..., budget: the order of the protocol, each name once.
+    assert union_inputs([gap, batch]) == ("probs", "embeddings", "labels", "budget")
+    assert union_inputs([batch, gap], extra=("history", "probs")) == ("probs", "embeddings", "labels", "history",
+                                                                       "budget")
+    assert union_inputs([]) == ()
+
+
+def test_metric_names_are_gathered_component_by_component():
+    components = [Component.of("plain", first_two), Component.of("columns", ReadsColumns()),
+                  Component.of("again", ReadsColumns())]
+    assert components[0].metric_names == []
+    assert metric_names(components) == ["brightness", "area", "brightness", "area"]
+
+
+def test_combinations_answer_for_their_components_as_before():
+    schedule = Schedule({"cold": {"function": ReadsColumns(), "until_round": 1}, "then": {"function": first_two}})
+    assert schedule.inputs == ("metrics", "n_items", "round", "n_labeled")
+    assert schedule.metric_names == ["brightness", "area"]
+    portfolio = Portfolio({"columns": ReadsColumns(), "batch": batch_of_last})
+    assert portfolio.inputs == ("embeddings", "metrics", "n_items", "rng", "history", "budget")
+    assert portfolio.metric_names == ["brightness", "area"]
+    weighted = WeightedRankSum({"gap": {"weight": 1.0, "function": labelled_mean_gap},
+                                "dark": {"weight": -1.0, "metric": "brightness"}})
+    assert weighted.inputs == ("probs", "labels", "metrics")
+    assert weighted.metric_names == ["brightness"]
+    with pytest.raises(ValueError, match=r"^components\.batch: a batch strategy cannot be weighted"):
+        WeightedRankSum({"batch": {"weight": 1.0, "function": batch_of_last}})
+    with pytest.raises(ValueError, match=r"^phases\.cold: needs 'weather'"):
+        Schedule({"cold": {"function": lambda weather: weather}})
+
+
+def test_a_weighted_sum_names_the_metric_columns_a_nested_combination_reads():
+    inner = WeightedRankSum({"bright": {"weight": 1.0, "metric": "brightness"}})
+    outer = WeightedRankSum({"inner": {"weight": 2.0, "function": inner}, "big": {"weight": 1.0, "metric": "area"}})
+    assert outer.inputs == ("metrics",)
+    assert outer.metric_names == ["area", "brightness"]  # its own column first, then the nested one's
+    metrics = {"brightness": np.array([0.1, 0.9, 0.5]), "area": np.array([3.0, 1.0, 2.0])}
+    # inner: ranks of brightness (0, 1, 0.5); outer: 2 * ranks of those (0, 1, 0.5) + ranks of area (1, 0, 0.5)
+    np.testing.assert_allclose(outer(metrics=metrics), [1.0, 2.0, 1.5])

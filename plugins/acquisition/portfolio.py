@@ -37,8 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from plugins.acquisition.protocol import INPUTS, Decision, PastRound, declared_inputs, unpack
+from plugins.acquisition.combine import Component, metric_names, union_inputs
+from plugins.acquisition.protocol import Decision, PastRound
 from plugins.selection.policies import topk
+
+# What the portfolio reads itself: the draw, and the rounds that set the arms' probabilities.
+OWN_INPUTS = ("budget", "rng", "history")
 
 
 class Portfolio:
@@ -55,21 +59,15 @@ class Portfolio:
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
         self.exploration = float(exploration)
         self.learning_rate = float(learning_rate)
-        self.arms: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
-        for name, function in arms.items():
-            try:
-                self.arms[str(name)] = (function, declared_inputs(function))
-            except ValueError as exc:
-                raise ValueError(f"arms.{name}: {exc}") from None
+        self.arms = {str(name): Component.of(str(name), function, "arms") for name, function in arms.items()}
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        wanted = {"budget", "rng", "history"} | {n for _, needs in self.arms.values() for n in needs}
-        return tuple(n for n in INPUTS if n in wanted)
+        return union_inputs(self.arms.values(), OWN_INPUTS)
 
     @property
     def metric_names(self) -> list[str]:
-        return [m for function, _ in self.arms.values() for m in getattr(function, "metric_names", ())]
+        return metric_names(self.arms.values())
 
     def probabilities(self, history: Sequence[PastRound]) -> dict[str, float]:
         """The arms' probabilities of being drawn after ``history``, replayed round by round."""
@@ -100,10 +98,9 @@ class Portfolio:
         names = list(pi)
         rng: np.random.Generator = inputs["rng"]
         arm = names[int(rng.choice(len(names), p=np.array([pi[n] for n in names])))]
-        function, needs = self.arms[arm]
-        answer, _ = unpack(function(**{n: inputs[n] for n in needs}))
-        answer = np.asarray(answer)
-        positions = answer if "budget" in needs else topk(answer, int(inputs["budget"]))
+        component = self.arms[arm]
+        answer = np.asarray(component.decide(inputs)[0])
+        positions = answer if component.is_batch else topk(answer, int(inputs["budget"]))
         return Decision(positions.astype(np.int64), {"arm": arm, "probabilities": pi})
 
 

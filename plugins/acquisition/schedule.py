@@ -18,24 +18,32 @@ the round and the labelled count only, so a resumed run takes the same one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from plugins.acquisition.protocol import INPUTS, Decision, declared_inputs, unpack
+from plugins.acquisition.combine import Component, metric_names, union_inputs
+from plugins.acquisition.protocol import Decision
 
 LIMITS = ("until_labels", "until_round")
+# What the schedule reads itself, to pick the phase.
+OWN_INPUTS = ("round", "n_labeled")
 
 
 @dataclass(frozen=True)
 class Phase:
-    name: str
-    function: Callable[..., np.ndarray]
-    needs: tuple[str, ...]
+    """A phase's function, and its limit: it applies while the count ``limit`` names (one of LIMITS) is below
+    ``bound``; the last phase has no limit."""
+
+    component: Component
     limit: str | None  # one of LIMITS, None for the last phase
     bound: int
+
+    @property
+    def name(self) -> str:
+        return self.component.name
 
     def applies(self, round_: int, n_labeled: int) -> bool:
         if self.limit is None:
@@ -68,29 +76,24 @@ class Schedule:
             bound = int(spec[limits[0]]) if limits else 0
             if limits and bound < 0:
                 raise ValueError(f"phases.{name}.{limits[0]} must be at least 0, got {bound}")
-            try:
-                needs = declared_inputs(spec["function"])
-            except ValueError as exc:
-                raise ValueError(f"phases.{name}: {exc}") from None
-            self.phases.append(Phase(name, spec["function"], needs, limits[0] if limits else None, bound))
+            component = Component.of(name, spec["function"], "phases")
+            self.phases.append(Phase(component, limits[0] if limits else None, bound))
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        wanted = {"round", "n_labeled"} | {n for phase in self.phases for n in phase.needs}
-        return tuple(n for n in INPUTS if n in wanted)
+        return union_inputs((phase.component for phase in self.phases), OWN_INPUTS)
 
     @property
     def metric_names(self) -> list[str]:
-        return [m for phase in self.phases for m in getattr(phase.function, "metric_names", ())]
+        return metric_names(phase.component for phase in self.phases)
 
     def phase(self, round_: int, n_labeled: int) -> Phase:
         return next(p for p in self.phases if p.applies(round_, n_labeled))
 
     def inputs_for(self, round_: int, n_labeled: int) -> tuple[str, ...]:
-        wanted = {"round", "n_labeled", *self.phase(round_, n_labeled).needs}
-        return tuple(n for n in INPUTS if n in wanted)
+        return union_inputs([self.phase(round_, n_labeled).component], OWN_INPUTS)
 
     def __call__(self, **inputs: Any) -> Decision:
         phase = self.phase(int(inputs["round"]), int(inputs["n_labeled"]))
-        answer, record = unpack(phase.function(**{n: inputs[n] for n in phase.needs}))
+        answer, record = phase.component.decide(inputs)
         return Decision(np.asarray(answer), {"phase": phase.name, **record})

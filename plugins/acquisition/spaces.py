@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from plugins.acquisition.protocol import INPUTS, declared_inputs
+from plugins.acquisition.combine import Component, in_protocol_order, metric_names
 
 # What the wrapped function is given in place of the embeddings it asks for.
 IN_PLACE_OF = {"embeddings": "probs", "labeled_embeddings": "labeled_probs"}
@@ -26,20 +26,17 @@ class InPredictionSpace:
     it is called with the class probabilities of the candidates (and of the labelled items) in their place."""
 
     def __init__(self, function: Callable[..., Any]) -> None:
-        needs = declared_inputs(function)
-        if not set(IN_PLACE_OF) & set(needs):
+        self.wrapped = Component.of("function", function)
+        if not set(IN_PLACE_OF) & set(self.wrapped.needs):
             raise ValueError("function takes no embeddings, so there is nothing to put in prediction space")
-        self.function = function
-        self.needs = needs
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        wanted = {IN_PLACE_OF.get(n, n) for n in self.needs}
-        return tuple(n for n in INPUTS if n in wanted)
+        return in_protocol_order(IN_PLACE_OF.get(n, n) for n in self.wrapped.needs)
 
     @property
     def metric_names(self) -> list[str]:
-        return list(getattr(self.function, "metric_names", ()))
+        return metric_names([self.wrapped])
 
     def __call__(self, **inputs: Any) -> Any:
-        return self.function(**{n: inputs[IN_PLACE_OF.get(n, n)] for n in self.needs})
+        return self.wrapped(inputs, read_from=IN_PLACE_OF)

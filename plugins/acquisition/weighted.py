@@ -8,13 +8,13 @@ components ask for (see ``plugins.acquisition.protocol``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
 
-from plugins.acquisition.protocol import INPUTS, declared_inputs
+from plugins.acquisition.combine import Component, metric_names, union_inputs
 
 
 def normalised_ranks(values: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ class WeightedRankSum:
         if not components:
             raise ValueError("components: name at least one function or metric to weigh")
         self.weights: dict[str, float] = {}
-        self.functions: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {}
+        self.functions: dict[str, Component] = {}
         self.metrics: dict[str, str] = {}
         for name, spec in components.items():
             if "weight" not in spec or ("function" in spec) == ("metric" in spec):
@@ -77,30 +77,24 @@ class WeightedRankSum:
             if "metric" in spec:
                 self.metrics[name] = str(spec["metric"])
                 continue
-            function = spec["function"]
-            try:
-                needs = declared_inputs(function)
-            except ValueError as exc:
-                raise ValueError(f"components.{name}: {exc}") from None
-            if "budget" in needs:
+            component = Component.of(name, spec["function"], "components")
+            if component.is_batch:
                 raise ValueError(f"components.{name}: a batch strategy cannot be weighted")
-            self.functions[name] = (function, needs)
+            self.functions[name] = component
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        wanted = {n for _, needs in self.functions.values() for n in needs}
-        if self.metrics:
-            wanted.add("metrics")
-        return tuple(n for n in INPUTS if n in wanted)
+        return union_inputs(self.functions.values(), ["metrics"] if self.metrics else [])
 
     @property
     def metric_names(self) -> list[str]:
-        return list(self.metrics.values())
+        """The metric columns weighed here, then those the functions read (a nested combination may read some)."""
+        return [*self.metrics.values(), *metric_names(self.functions.values())]
 
     def __call__(self, **inputs: Any) -> np.ndarray:
         columns = {}
-        for name, (function, needs) in self.functions.items():
-            columns[name] = np.asarray(function(**{n: inputs[n] for n in needs}), dtype=np.float64)
+        for name, component in self.functions.items():
+            columns[name] = np.asarray(component(inputs), dtype=np.float64)
         for name, metric in self.metrics.items():
             columns[name] = neutral_fill(inputs["metrics"][metric])
         return rank_sum(columns, self.weights)
