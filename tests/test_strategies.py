@@ -7,12 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from plugins.acquisition.badge import badge, gradient_embeddings
+from plugins.acquisition.badge import badge, gradient_factors
 from plugins.acquisition.batchbald import _draw_configurations, _draw_labels, _joint_entropy, batchbald
 from plugins.acquisition.bayesian import bald
 from plugins.acquisition.cluster_margin import cluster_margin, round_robin
 from plugins.acquisition.coreset import covering_radius, k_center_greedy
+from plugins.acquisition.diverse_margin import diverse_margin
 from plugins.acquisition.image_diversity import image_diversity, merged_positions, positions
+from plugins.acquisition.inputs import embedding_rows, probs_and_embeddings
 from plugins.acquisition.probcover import probcover, purity_delta
 from plugins.acquisition.typiclust import typicality_scores, typiclust
 from plugins.acquisition.uncertainty import margin
@@ -157,6 +159,15 @@ def test_batchbald_past_the_enumeration_limit_still_picks_distinct_items() -> No
 # --- BADGE ----------------------------------------------------------------------------------------
 
 
+def gradient_embeddings(probs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The full (n, C*d) gradient embeddings by their definition, (p - onehot(argmax p)) outer x, row by row."""
+    rows = []
+    for p, features in zip(probs, x, strict=True):
+        a = p - np.eye(len(p))[np.argmax(p)]
+        rows.append(np.outer(a, features).ravel())
+    return np.array(rows)
+
+
 def test_badge_matches_kmeans_pp_on_explicit_gradient_embeddings() -> None:
     rng = np.random.default_rng(5)
     probs = rng.dirichlet(np.ones(4), size=80)
@@ -170,10 +181,14 @@ def test_badge_matches_kmeans_pp_on_explicit_gradient_embeddings() -> None:
     assert badge(probs, x, 10, np.random.default_rng(42)).tolist() == chosen
 
 
-def test_badge_gradient_embedding_by_hand() -> None:
-    g = gradient_embeddings(np.array([[0.7, 0.3]]), np.array([[2.0, -1.0]]))
+def test_badge_gradient_factors_by_hand() -> None:
+    a, x = gradient_factors(np.array([[0.7, 0.3]]), np.array([[2.0, -1.0]]))
     # a = p - onehot(0) = (-0.3, 0.3); a outer x = [[-0.6, 0.3], [0.6, -0.3]]
-    assert g[0].tolist() == pytest.approx([-0.6, 0.3, 0.6, -0.3])
+    assert a[0].tolist() == pytest.approx([-0.3, 0.3]) and x[0].tolist() == [2.0, -1.0]
+    assert np.outer(a[0], x[0]).ravel().tolist() == pytest.approx([-0.6, 0.3, 0.6, -0.3])
+    assert gradient_embeddings(np.array([[0.7, 0.3]]), np.array([[2.0, -1.0]]))[0].tolist() == pytest.approx(
+        [-0.6, 0.3, 0.6, -0.3]
+    )
 
 
 def test_badge_picks_one_point_per_blob() -> None:
@@ -370,3 +385,51 @@ def test_batch_strategies_return_distinct_positions_deterministically(name: str,
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_batch_strategies_accept_a_zero_budget(name: str) -> None:
     assert len(STRATEGIES[name](_pool(), 0, np.random.default_rng(0))) == 0
+
+
+# --- shared input checks --------------------------------------------------------------------------
+
+
+def test_embedding_rows_are_float64_unless_float32_is_kept() -> None:
+    small = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert embedding_rows(small).dtype == np.float64
+    kept = embedding_rows(small, keep_float32=True)
+    assert kept is small  # no copy
+    assert embedding_rows(np.arange(4).reshape(2, 2), keep_float32=True).dtype == np.float64  # integers convert
+    assert embedding_rows([[1, 2]]).tolist() == [[1.0, 2.0]]
+
+
+def test_probs_and_embeddings_come_back_as_float64() -> None:
+    p, x = probs_and_embeddings([[0.5, 0.5]], np.ones((1, 3), dtype=np.float32))
+    assert p.dtype == x.dtype == np.float64 and p.shape == (1, 2) and x.shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        lambda x: k_center_greedy(x, np.zeros((0, 2)), 2),
+        lambda x: covering_radius(x, np.zeros((1, 2))),
+        lambda x: image_diversity(x, 2, np.random.default_rng(0)),
+        lambda x: typiclust(x, np.zeros((0, 2)), 2, np.random.default_rng(0)),
+        lambda x: probcover(x, np.zeros((0, 2)), 2, 2, np.random.default_rng(0), delta=1.0),
+    ],
+)
+def test_strategies_refuse_embeddings_that_are_not_rows_in_the_same_words(strategy) -> None:
+    with pytest.raises(ValueError, match=r"^embeddings must be 2-D \(n, d\), got shape \(4,\)$"):
+        strategy(np.zeros(4))
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        lambda p, x: badge(p, x, 2, np.random.default_rng(0)),
+        lambda p, x: cluster_margin(p, x, 2, np.random.default_rng(0)),
+        lambda p, x: diverse_margin(p, x, 2, np.random.default_rng(0)),
+    ],
+)
+def test_strategies_refuse_probs_and_embeddings_of_different_n_in_the_same_words(strategy) -> None:
+    message = r"^probs \(n, C\) and embeddings \(n, d\) need the same n, got \(3, 2\) and \(4, 5\)$"
+    with pytest.raises(ValueError, match=message):
+        strategy(np.full((3, 2), 0.5), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="need the same n"):
+        strategy(np.full(3, 0.5), np.zeros((3, 5)))  # probs not 2-D

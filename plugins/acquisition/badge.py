@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.acquisition.inputs import probs_and_embeddings
+
 
 def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random.Generator,
           float32_above: int | None = None) -> np.ndarray:
@@ -70,19 +72,10 @@ def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random
 
 def gradient_factors(probs: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The two factors (a, x) of g_i = a_i outer x_i: a = p - onehot(argmax p), x the embedding rows."""
-    p = np.asarray(probs, dtype=np.float64)
-    x = np.asarray(embeddings, dtype=np.float64)
-    if p.ndim != 2 or x.ndim != 2 or len(p) != len(x):
-        raise ValueError(f"probs (n, C) and embeddings (n, d) need the same n, got {p.shape} and {x.shape}")
+    p, x = probs_and_embeddings(probs, embeddings)
     a = p.copy()
     a[np.arange(len(p)), p.argmax(axis=1)] -= 1.0
     return a, x
-
-
-def gradient_embeddings(probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-    """The full (n, C*d) gradient embeddings, for small inputs and for checking the factored distances."""
-    a, x = gradient_factors(probs, embeddings)
-    return (a[:, :, None] * x[:, None, :]).reshape(len(x), -1)
 
 
 def _draw(weights: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> int:

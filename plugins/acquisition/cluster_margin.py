@@ -15,6 +15,7 @@ import math
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering
 
+from plugins.acquisition.inputs import probs_and_embeddings
 from plugins.acquisition.uncertainty import margin
 from plugins.neighbours import NeighbourSearch
 from plugins.selection.policies import topk
@@ -36,10 +37,7 @@ def cluster_margin(
     ``n_clusters`` defaults to the budget (at most the number of clustered items): with that many clusters
     a full round-robin pass can give one item per cluster.
     """
-    p = np.asarray(probs, dtype=np.float64)
-    x = np.asarray(embeddings, dtype=np.float64)
-    if p.ndim != 2 or x.ndim != 2 or len(p) != len(x):
-        raise ValueError(f"probs (n, C) and embeddings (n, d) need the same n, got {p.shape} and {x.shape}")
+    p, x = probs_and_embeddings(probs, embeddings)
     n = len(x)
     k = min(int(budget), n)
     if k <= 0:

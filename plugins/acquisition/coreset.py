@@ -21,6 +21,8 @@ import heapq
 
 import numpy as np
 
+from plugins.acquisition.inputs import embedding_rows
+
 # Rows of the pool per block when distances to many centres at once are needed.
 CHUNK_ROWS = 4096
 # Single-row refreshes one step may spend before refreshing every bound at once (one pass over the pool
@@ -34,7 +36,7 @@ def k_center_greedy(embeddings: np.ndarray, labeled_embeddings: np.ndarray, budg
     With no labelled items the first centre is the candidate nearest the mean of the pool (deterministic).
     Ties go to the lower position.
     """
-    x = _rows(embeddings)
+    x = embedding_rows(embeddings, keep_float32=True)
     n, d = x.shape
     k = min(int(budget), n)
     if k <= 0:
@@ -86,7 +88,7 @@ def k_center_greedy(embeddings: np.ndarray, labeled_embeddings: np.ndarray, budg
 
 def covering_radius(embeddings: np.ndarray, centre_embeddings: np.ndarray) -> float:
     """max over ``embeddings`` of the Euclidean distance to the nearest row of ``centre_embeddings``."""
-    x = _rows(embeddings)
+    x = embedding_rows(embeddings, keep_float32=True)
     centres = _labeled_rows(centre_embeddings, x.shape[1])
     if len(x) == 0:
         return 0.0
@@ -95,14 +97,6 @@ def covering_radius(embeddings: np.ndarray, centre_embeddings: np.ndarray) -> fl
     nearest = np.full(len(x), np.inf)
     _refresh_all(nearest, x, x.mean(axis=0, dtype=np.float64), centres)
     return float(np.sqrt(nearest.max()))
-
-
-def _rows(embeddings: np.ndarray) -> np.ndarray:
-    """The embeddings as a 2-D float array, without a copy when they already are one."""
-    x = np.asarray(embeddings)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (n, d), got shape {x.shape}")
-    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 
 def _labeled_rows(values: np.ndarray | None, d: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans
 
+from plugins.acquisition.inputs import probs_and_embeddings
 from plugins.acquisition.uncertainty import margin
 from plugins.selection.policies import topk
 
@@ -25,10 +26,7 @@ def diverse_margin(
 
     Best first: the picks are ordered by their informativeness (ties to the lower position).
     """
-    p = np.asarray(probs, dtype=np.float64)
-    x = np.asarray(embeddings, dtype=np.float64)
-    if p.ndim != 2 or x.ndim != 2 or len(p) != len(x):
-        raise ValueError(f"probs (n, C) and embeddings (n, d) need the same n, got {p.shape} and {x.shape}")
+    p, x = probs_and_embeddings(probs, embeddings)
     if prefilter < 1:
         raise ValueError(f"prefilter must be at least 1 (a multiple of the budget), got {prefilter}")
     n = len(x)

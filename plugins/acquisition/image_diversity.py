@@ -14,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans
 
+from plugins.acquisition.inputs import embedding_rows
+
 DEFAULT_CLUSTERS = 10
 
 
 def positions(embeddings: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
     """Each item's 0-based position in the round-robin merge; all zeros with fewer items than k."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (n, d), got shape {x.shape}")
+    x = embedding_rows(embeddings)
     k = int(n_classes) if n_classes and n_classes > 0 else DEFAULT_CLUSTERS
     n = len(x)
     if n < k:

@@ -59,7 +59,7 @@ def typiclust(
         cluster = int(next(c for c in order if left[c] > 0))
         members = np.flatnonzero(candidate_labels == cluster)
         if cluster not in typicality:
-            typicality[cluster] = _typicality(everything[labels == cluster], k_neighbors)[: len(members)]
+            typicality[cluster] = typicality_scores(everything[labels == cluster], k_neighbors)[: len(members)]
         scores = np.where(taken[members], -np.inf, typicality[cluster])
         pick = int(members[np.argmax(scores)])
         chosen[step] = pick
@@ -67,11 +67,6 @@ def typiclust(
         covered[cluster] += 1
         left[cluster] -= 1
     return chosen
-
-
-def typicality_scores(points: np.ndarray, k_neighbors: int = 20) -> np.ndarray:
-    """1 / mean distance to the ``min(k_neighbors, len - 1)`` nearest other points (1 for a lone point)."""
-    return _typicality(np.asarray(points, dtype=np.float64), k_neighbors)
 
 
 def kmeans_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -90,8 +85,9 @@ def kmeans_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> n
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
-def _typicality(points: np.ndarray, k_neighbors: int) -> np.ndarray:
-    """Typicality per row of ``points``, in row order (callers slice the candidates off the front)."""
+def typicality_scores(points: np.ndarray, k_neighbors: int = 20) -> np.ndarray:
+    """1 / mean distance to the ``min(k_neighbors, len - 1)`` nearest other points (1 for a lone point), per row
+    of ``points`` in row order (typiclust slices the candidates off the front)."""
     if len(points) < 2:
         return np.ones(len(points))
     k = min(int(k_neighbors), len(points) - 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # Rows per block: a block of 10 float32 columns fits in the CPU's L2 cache with its temporaries.
 BLOCK_ROWS = 16384
@@ -56,7 +57,7 @@ def variance(probs: np.ndarray) -> np.ndarray:
     return by_blocks(probs, lambda p: -p.var(axis=1))
 
 
-def floating(values: np.ndarray) -> np.ndarray:
+def floating(values: ArrayLike) -> np.ndarray:
     """``values`` as an array in its own floating dtype, or in float64 when it has none."""
     array = np.asarray(values)
     return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
