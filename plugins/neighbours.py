@@ -65,19 +65,19 @@ class NeighbourIndex:
         limit = settings.approximate_above
         self.approximate = limit is not None and self.n > limit
         self.recall: float | None = None
-        self._faiss = None
-        self._exact = None
-        self._memo: dict[tuple, object] = {}
+        self._faiss: Any = None
+        self._exact: Any = None
+        self._memo: dict[tuple[Any, ...], object] = {}
 
     # --- building ---------------------------------------------------------------------------------------
-    def _exact_search(self):
+    def _exact_search(self) -> Any:
         if self._exact is None:
             from sklearn.neighbors import NearestNeighbors
 
             self._exact = NearestNeighbors(algorithm="brute").fit(self.vectors)
         return self._exact
 
-    def _ivf(self):
+    def _ivf(self) -> Any:
         if self._faiss is None:
             faiss = faiss_module()
 
@@ -241,7 +241,6 @@ class NeighbourSearch:
     def __init__(self, settings: NeighbourSettings | None = None) -> None:
         self.settings = settings or NeighbourSettings()
         self._indexes: OrderedDict[str, NeighbourIndex] = OrderedDict()
-        self.built: list[dict] = []  # what was built, for the run's record
 
     def over(self, vectors: np.ndarray, share: bool = True) -> NeighbourIndex:
         """The index over ``vectors``: the one built before for the same content, else a new one.
@@ -259,10 +258,9 @@ class NeighbourSearch:
         self._indexes[key] = index
         while len(self._indexes) > max(1, self.settings.keep):
             self._indexes.popitem(last=False)
-        self.built.append({"items": index.n, "dimensions": index.d, "approximate": index.approximate})
         return index
 
-    def recalls(self) -> list[dict]:
+    def recalls(self) -> list[dict[str, Any]]:
         """Every approximate index built so far, with its measured recall@1."""
         return [
             {"items": i.n, "dimensions": i.d, "recall_at_1": i.recall}

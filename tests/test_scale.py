@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from plugins import neighbours
 from plugins.acquisition import bayesian, uncertainty
 from plugins.acquisition.probcover import probcover
 from plugins.embedders.pixels import PixelPCA
@@ -159,12 +160,24 @@ def test_approximate_index_recall_is_measured_against_exact_search():
     assert not (found[:, 0] == np.arange(3000)).any()
 
 
-def test_shared_search_builds_one_index_per_embedding_set_and_reuses_its_search():
+def record_calls(function, calls: list):
+    """``function``, noting each call's arguments in ``calls`` first."""
+
+    def recorded(*args, **kwargs):
+        calls.append((args, kwargs))
+        return function(*args, **kwargs)
+
+    return recorded
+
+
+def test_shared_search_builds_one_index_per_embedding_set_and_reuses_its_search(monkeypatch):
+    built = []
+    monkeypatch.setattr(neighbours.NeighbourIndex, "__init__", record_calls(neighbours.NeighbourIndex.__init__, built))
     search = NeighbourSearch()
     x = np.random.default_rng(0).normal(size=(200, 5))
     values = uniqueness(x, search)
     flags = near_duplicate(x, 0.5, search)
-    assert len(search.built) == 1  # near-duplicates reused uniqueness's index
+    assert len(built) == 1  # near-duplicates reused uniqueness's index
     assert np.array_equal(flags, values <= 0.5)
     assert np.allclose(values, uniqueness(x))  # the same figures as a search of its own
 

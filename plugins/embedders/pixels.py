@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
 
 from plugins.metrics.embedding_space import distinct_rows, row_digests
+from plugins.protocols import BlockMap
 
 COVARIANCE_MAX_PIXELS = 2048
 EXACT_MAX_RANK = 1000
 # Items per block of the streamed fit: fixed, so the sums (and so the embeddings) never depend on how the
 # blocks are spread over processes or machines.
 STREAM_BLOCK = 32768
-# map_blocks(function, blocks) -> [function(block) for block in blocks], in order, run wherever the caller likes.
-BlockMap = Callable[[Callable[[slice], Any], Sequence[slice]], list]
 
 
 def pca_solver(n_items: int, n_pixels: int) -> str:
@@ -57,9 +55,6 @@ class PixelPCA:
         self.n_components = int(n_components)
         self.random_state = int(random_state)
         self.stream_above = None if stream_above is None else int(stream_above)
-        self.pca: PCA | None = None
-        self.mean_: np.ndarray | None = None
-        self.components_: np.ndarray | None = None
 
     def fit_transform(self, images: Any, map_blocks: BlockMap | None = None) -> np.ndarray:
         """(n, H, W[, C]) images -> (n, d) float32 embeddings, d = min(n_components, finite items, pixels)."""
@@ -78,11 +73,11 @@ class PixelPCA:
             raise ValueError("PixelPCA found no image without non-finite pixels to fit on")
         d = min(self.n_components, valid.shape[0], valid.shape[1])
         solver = pca_solver(*valid.shape)
-        self.pca = PCA(n_components=d, whiten=False, svd_solver=solver, random_state=self.random_state)
-        self.pca.fit(valid)
+        pca = PCA(n_components=d, whiten=False, svd_solver=solver, random_state=self.random_state)
+        pca.fit(valid)
         # One projection per distinct image: BLAS may round identical rows differently at different offsets.
         first, copy_of = distinct_rows(valid, return_inverse=True)
-        projected = self.pca.transform(valid[first]).astype(np.float32)[copy_of]
+        projected = pca.transform(valid[first]).astype(np.float32)[copy_of]
         out = np.full((len(images), d), np.nan, dtype=np.float32)
         out[finite] = projected
         return out
@@ -109,7 +104,6 @@ class PixelPCA:
         components = vectors[:, np.argsort(values)[::-1][:d]].T
         # The sign of an axis is arbitrary: make each axis's largest entry positive, so it is the same everywhere.
         components *= np.sign(components[np.arange(d), np.abs(components).argmax(axis=1)])[:, None]
-        self.mean_, self.components_ = mean, components
         out = np.concatenate(map_blocks(lambda block: _block_project(images, block, mean, components), blocks))
         # Identical images get bit-identical rows: every copy takes the row of its first occurrence.
         digests = np.concatenate([digest for _, _, digest in firsts])
@@ -121,7 +115,7 @@ class PixelPCA:
 
 def _block_pixels(images: Any, block: slice) -> tuple[np.ndarray, np.ndarray]:
     flat = np.asarray(images[block], dtype=np.float32).reshape(block.stop - block.start, -1)
-    return flat, np.isfinite(flat).all(axis=1)
+    return flat, np.all(np.isfinite(flat), axis=1)
 
 
 def _block_sums(images: Any, block: slice) -> tuple[int, np.ndarray, np.ndarray]:
