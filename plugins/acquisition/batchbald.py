@@ -87,7 +87,7 @@ def _joint_entropy(joint: np.ndarray, s: np.ndarray, sampled: bool) -> np.ndarra
         # p(y_B^m, y_i = c) = mean_t joint[t, m] p_t(y_i = c)
         p = np.einsum("tm,tic->mic", joint, part, optimize=True) / t
         plogp = p * np.log(p, out=np.zeros_like(p), where=p > 0)
-        if sampled:
+        if weights is not None:
             out[start : start + block] = -(plogp.sum(axis=2) / weights[:, None]).mean(axis=0)
         else:
             out[start : start + block] = -plogp.sum(axis=(0, 2))

@@ -13,7 +13,7 @@ and are scaled by 255; integer pixels (8-bit images read straight from files) ar
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -28,7 +28,7 @@ MAX_BATCH_PIXELS = 1 << 22
 Images = np.ndarray | StoredImages | Sequence[Any]
 
 
-def is_stacked(images: Images) -> bool:
+def is_stacked(images: Images) -> TypeGuard[np.ndarray | StoredImages]:
     """True for one numeric array holding every item; False for a list of per-item arrays."""
     return isinstance(images, np.ndarray | StoredImages) and images.dtype != object
 
@@ -104,14 +104,15 @@ def gray_batches(images: Images) -> Iterator[tuple[np.ndarray, np.ndarray, np.nd
     else:
         # Ragged lists: stack items of one shape (and one integer/float kind) so each group is vectorised.
         arrays = [item_array(item) for item in images]
-        by_key: dict[tuple, list[int]] = {}
+        by_key: dict[tuple[Any, ...], list[int]] = {}
         for i, arr in enumerate(arrays):
             if arr is not None:
                 by_key.setdefault((arr.shape, np.issubdtype(arr.dtype, np.integer)), []).append(i)
-        groups = [
-            (np.asarray(idx), lambda pos, a=arrays: np.stack([a[i] for i in pos]))
-            for idx in by_key.values()
-        ]
+
+        def stack(pos: np.ndarray) -> np.ndarray:
+            return np.stack([arrays[i] for i in pos])
+
+        groups = [(np.asarray(idx), stack) for idx in by_key.values()]
     for positions, fetch in groups:
         first = positions[0]
         pixels_per_item = int(np.prod(_shape_of(images, first)[:2]))

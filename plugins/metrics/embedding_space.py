@@ -19,7 +19,7 @@ def l2_normalise(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.array(embeddings, dtype=np.float64, copy=True)
     if x.ndim != 2:
         raise ValueError(f"embeddings must have shape (n, d), got {x.shape}")
-    finite = np.isfinite(x).all(axis=1)
+    finite = np.all(np.isfinite(x), axis=1)
     x[~finite] = 0.0
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)

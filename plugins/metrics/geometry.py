@@ -11,8 +11,8 @@ def _widths_heights(images: Images) -> tuple[np.ndarray, np.ndarray]:
     if is_stacked(images):
         # One shape for all: no per-item work, whatever n is.
         shape = item_shapes(images[:1])[0] if count(images) else None
-        h, w = (np.nan, np.nan) if shape is None else shape[:2]
-        return np.full(count(images), w, dtype=np.float64), np.full(count(images), h, dtype=np.float64)
+        height, width = (np.nan, np.nan) if shape is None else shape[:2]
+        return np.full(count(images), width, dtype=np.float64), np.full(count(images), height, dtype=np.float64)
     shapes = item_shapes(images)
     h = np.array([np.nan if s is None else s[0] for s in shapes], dtype=np.float64)
     w = np.array([np.nan if s is None else s[1] for s in shapes], dtype=np.float64)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mmap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ class Dataset:
     labels: np.ndarray
     class_names: list[str]
     split: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     original: Callable[[int], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
@@ -69,7 +69,7 @@ class StoredImages:
 
     @property
     def ndim(self) -> int:
-        return self._pixels.ndim
+        return int(self._pixels.ndim)
 
     @property
     def dtype(self) -> np.dtype:
@@ -77,6 +77,10 @@ class StoredImages:
 
     def __len__(self) -> int:
         return len(self._pixels)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """One item at a time, as indexing by position hands it out."""
+        return (self[i] for i in range(len(self)))
 
     def __getitem__(self, key: Any) -> np.ndarray:
         out = np.asarray(self._pixels[key], dtype=np.float32)
@@ -97,8 +101,8 @@ class StoredImages:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self[:] if dtype is None else self[:].astype(dtype)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, str]:
         return {"path": str(self.path)}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, str]) -> None:
         self.__init__(state["path"])  # type: ignore[misc]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -70,7 +71,9 @@ def shifted_fashion_mnist(
     split = np.full(n, "pool", dtype="<U4")
     split[n - test_size :] = "test"
     ids = np.char.add("shifted-", np.char.zfill(np.arange(n).astype(str), len(str(n - 1))))
-    return Dataset(ids, images, labels.astype(np.int64), list(FASHION_MNIST_CLASSES), split=split)
+    # Dataset.images is typed as the array the runner indexes; StoredImages indexes the same way (see Dataset).
+    pixels = cast(np.ndarray, images)
+    return Dataset(ids, pixels, labels.astype(np.int64), list(FASHION_MNIST_CLASSES), split=split)
 
 
 def check_memory(n: int) -> None:
