@@ -31,16 +31,13 @@ def run_job(cfg: DictConfig) -> dict:
             config = cast(dict, OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
         except OmegaConfBaseException as exc:
             raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
-        from runner.config import validate
-
-        validate(config)
-        human = config["loop"]["mode"] == "human"
+        human = (config.get("loop") or {}).get("mode") == "human"
         summary = None if human else finished_summary(config, run_dir)
         if summary is not None:
             # A re-run sweep meets its finished jobs again: answer from the record, load and compute nothing.
             log.info(f"{run_dir} already finished; skipping")
             return summary
-        threads = int(config["threads"])
+        threads = int(config.get("threads", 1))
         # BLAS and OpenMP read these when they load (numpy, scipy and scikit-learn each bring their own);
         # threadpool_limits covers the ones a launcher's worker process had loaded already.
         for variable in THREAD_VARIABLES:
@@ -73,6 +70,7 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
     parts = assemble(config, run_dir)
     if "torch" in sys.modules:  # imported by a torch model plugin; otherwise not worth loading
         sys.modules["torch"].set_num_threads(threads)
+    parts.labeller.check(run_dir)  # the run directory's claim, read only
     compute = open_compute(parts.compute, threads)  # an address where no Ray answers is refused before any write
     try:
         with exclusive(run_dir):
@@ -89,28 +87,15 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
 
 
 def finished_summary(config: dict, run_dir: Path) -> dict | None:
-    """The recorded summary when ``run_dir`` holds a finished run of exactly ``config``, else None."""
+    """The recorded summary when ``run_dir`` holds a finished run of exactly ``config``, else None (read-only)."""
     from runner.rundir import config_sha256
-    from runner.store import GLOBAL_ROUND
+    from runner.store import GLOBAL_ROUND, read_only
 
     state, summary_path = run_dir / "state.sqlite", run_dir / "summary.json"
     if not state.is_file() or not summary_path.is_file():
         return None
-    # Read-only, so that probing a finished run never writes to it. A killed run's store may need its
-    # write-ahead log recovered, which read-only cannot do: that run is unfinished anyway, so the run resumes it.
-    try:
-        conn = sqlite3.connect(f"{state.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        recorded = conn.execute("SELECT value FROM meta WHERE key = 'config_sha256'").fetchone()
-        done = conn.execute(
-            "SELECT 1 FROM stages WHERE round = ? AND stage = 'finish'", (GLOBAL_ROUND,)
-        ).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
+    recorded = read_only(state, "SELECT value FROM meta WHERE key = 'config_sha256'")
+    done = read_only(state, "SELECT 1 FROM stages WHERE round = ? AND stage = 'finish'", (GLOBAL_ROUND,))
     # A different config falls through to the run, which refuses it with its usual message.
     if done is None or recorded is None or recorded[0] != config_sha256(config):
         return None

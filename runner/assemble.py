@@ -20,8 +20,6 @@ from plugins.selection.initial import class_balanced_sample, split_items
 from plugins.selection.policies import POLICY_INPUTS
 from plugins.sources.dataset import Dataset
 from runner.acquire import Acquisition
-from runner.compute import ComputeSettings, compute_settings
-from runner.config import validate
 from runner.errors import ConfigError, PluginError, from_plugin
 from runner.labellers import ACT_INPUTS, Annotators, Labeller, SimulatedAnnotators, initial_labels
 from runner.platform_labeller import Planner, Platform, PlatformLabeller, check_project_dir, project_identity
@@ -29,9 +27,10 @@ from runner.plugins import instantiate_callable, instantiate_node
 from runner.quality import Embeddings, Metric, metric_set
 from runner.rundir import ConfigRecord
 from runner.seeds import stage_rng
-from runner.settings import LoopSettings, ReportSettings, SelectionSettings, section
+from runner.settings import ComputeSettings, LoopSettings, ReportSettings, SelectionSettings, section
 from runner.stages import StartPlan
 from runner.store import GLOBAL_ROUND
+from runner.validation import validate
 
 
 @dataclass(frozen=True)
@@ -135,13 +134,13 @@ def _assemble(config: dict, run_dir: Path | None) -> Parts:
     else:
         assert platform is not None, "a human-mode source is a platform (checked in _source)"
         platform_labeller = PlatformLabeller(platform, _planner(act), identity, record, project_name)
-        platform_labeller.check()  # the act settings against the platform's workflow (stages, pathways)
+        platform_labeller.check_act()  # the act settings against the platform's workflow (stages, pathways)
         labeller = platform_labeller
 
     parts = Parts(
         seed, project_name, loop, selection, section(ReportSettings, config.get("report")), data,
         dict(config["model"]), acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy,
-        labeller, audit, compute_settings(config),
+        labeller, audit, section(ComputeSettings, config.get("compute")),
     )
     model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
     if "samples" in acquisition.inputs and not hasattr(model, "predict_proba_samples"):

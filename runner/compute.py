@@ -12,48 +12,16 @@ import os
 import resource
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
-from plugins.neighbours import NeighbourSettings
-from runner.config import CONF_DIR
 from runner.errors import ConfigError
+from runner.settings import ComputeSettings
 
 log = logging.getLogger("runner")
 T = TypeVar("T")
 R = TypeVar("R")
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class ComputeSettings:
-    backend: str
-    shard_items: int
-    memmap_min_bytes: int
-    neighbours: NeighbourSettings
-    address: str | None = None
-    num_cpus: int | None = None
-
-
-def compute_settings(config: dict) -> ComputeSettings:
-    """``compute`` of the config; a record made before the section existed gets ``conf/compute/local.yaml``."""
-    section = config.get("compute")
-    if section is None:
-        import yaml
-
-        section = yaml.safe_load((CONF_DIR / "compute" / "local.yaml").read_text(encoding="utf-8"))
-    found = section["neighbours"]
-    neighbours = NeighbourSettings(
-        approximate_above=found["approximate_above"], cells=found["cells"], probes=int(found["probes"]),
-        recall_sample=int(found["recall_sample"]), seed=int(config["seed"]),
-    )
-    return ComputeSettings(
-        str(section["backend"]), int(section["shard_items"]), int(section["memmap_min_bytes"]), neighbours,
-        section.get("address"), section.get("num_cpus"),
-    )
 
 
 def shards(n: int, size: int) -> list[slice]:
@@ -180,11 +148,7 @@ def _run_shard(function: Callable[[Any], Any], shard: Any) -> tuple[Any, float]:
 
 
 def open_compute(settings: ComputeSettings, threads: int) -> Compute:
+    """The backend ``compute.backend`` names; a Ray address where nothing answers is refused here."""
     if settings.backend == "ray":
         return RayCompute(settings.address, settings.num_cpus, threads)
     return Compute()
-
-
-def stack(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Shard results joined in shard order."""
-    return np.concatenate(parts) if len(parts) else np.zeros(0)

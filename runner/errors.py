@@ -1,5 +1,8 @@
 """Errors the runner reports as one line and an exit code, never as a traceback."""
 
+import difflib
+from collections.abc import Sequence
+
 
 class RunnerError(Exception):
     """A failure the user can act on; ``exit_code`` is what the process exits with."""
@@ -30,3 +33,9 @@ def from_plugin(exc: BaseException) -> RunnerError:
     if isinstance(exc, ServiceError):
         return RunnerError(str(exc))
     raise TypeError(f"not a reported plugin failure: {type(exc).__name__}")
+
+
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""

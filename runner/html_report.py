@@ -20,7 +20,6 @@ import io
 import json
 import struct
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,23 +34,16 @@ if TYPE_CHECKING:
     from runner.store import Store
 
 TEMPLATES = Path(__file__).with_name("templates")
-DEFAULTS = Path(__file__).resolve().parents[1] / "conf" / "report" / "default.yaml"
 LABEL_ISSUES = "label_issues.csv"
 # What the value a filter judged is called under a removed item (a metric filter's is the metric's name).
 JUDGED = {"tags": "tags", "stages": "stage", "classes": "predicted"}
 
 
 def settings(config: dict) -> dict:
-    """The config's ``report`` section; a config recorded before the section existed gets its YAML defaults."""
-    found = config.get("report")
-    return dict(found) if found is not None else _defaults()
+    """The config's ``report`` section; a config recorded before the section existed gets the declared defaults."""
+    from runner.settings import ReportSettings, section
 
-
-@cache
-def _defaults() -> dict:
-    import yaml
-
-    return dict(yaml.safe_load(DEFAULTS.read_text(encoding="utf-8")))
+    return dataclasses.asdict(section(ReportSettings, config.get("report")))
 
 
 def render(template: str, **context: Any) -> str:

@@ -18,19 +18,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from plugins.sources.dataset import Dataset
 from runner import stages
 from runner.errors import ConfigError, PluginError
-from runner.rundir import ConfigRecord, claim
+from runner.rundir import ConfigRecord, check_claim, claim
 from runner.seeds import stage_rng
 from runner.store import GLOBAL_ROUND, Store
 
-if TYPE_CHECKING:
-    from runner.session import Session
+
+class Session(Protocol):
+    """What a labeller works with: the round driver's session (``runner.session.Session``)."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def data(self) -> Dataset: ...
+
+    def stage(self, round_: int, name: str, work: Callable[[], stages.Writer]) -> None:
+        """Run ``work`` as the stage ``name`` of ``round_`` unless it is recorded done."""
+        ...
+
+    def candidates(self) -> np.ndarray:
+        """The unlabelled pool items, before filters."""
+        ...
+
+    def screened(self, round_: int) -> tuple[np.ndarray, list]:
+        """The round's candidates that pass the filters, and what each filter removed."""
+        ...
 
 
 class Labeller(Protocol):
@@ -46,9 +66,13 @@ class Labeller(Protocol):
         """Whether items can join between invocations, so that embeddings and metrics are computed per round."""
         ...
 
+    def check(self, run_dir: Path) -> None:
+        """Refuse, reading only, a run directory that belongs to another run or project."""
+        ...
+
     def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
-        """Refuse a run directory that belongs to another run or project, record this one's identity, and return
-        ``data`` with item i being the store's item i."""
+        """Record this run's identity in its store (checked by :meth:`check`), and return ``data`` with item i
+        being the store's item i."""
         ...
 
     def start(self, session: Session) -> int:
@@ -111,8 +135,11 @@ class SimulatedAnnotators:
         self.n_classes = n_classes
         self.seed = seed
 
+    def check(self, run_dir: Path) -> None:
+        check_claim(run_dir, self.record, self.fingerprint, self.project_name)
+
     def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
-        claim(store, run_dir, self.record, self.fingerprint, self.project_name)
+        claim(store, run_dir, self.record)
         return data
 
     def start(self, session: Session) -> int:

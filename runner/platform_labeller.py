@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,11 +39,9 @@ from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
 from runner import __version__, plan_file, stages
 from runner.errors import ConfigError, RunnerError
+from runner.labellers import Session
 from runner.rundir import ConfigRecord, write_resolved_config
 from runner.store import GLOBAL_ROUND, Store, read_meta
-
-if TYPE_CHECKING:
-    from runner.session import Session
 
 log = logging.getLogger("runner")
 
@@ -78,6 +76,21 @@ def project_identity(name: str, source: Mapping[str, Any], identity_keys: tuple[
     ``project.source`` keys the platform names (``_target_`` always)."""
     kept = {k: source.get(k) for k in ("_target_", *identity_keys) if k in source}
     return json.dumps({"name": name, "source": kept, "seed": seed}, sort_keys=True)
+
+
+def check_identity_readonly(config: dict, run_dir: Path) -> None:
+    """Before the platform is opened: refuse a project directory whose recorded identity another project's config
+    contradicts (the project name, the seed, and the source keys it was recorded with)."""
+    recorded = read_meta(run_dir / "state.sqlite", "platform_identity")
+    if recorded is None:
+        return
+    try:
+        found = json.loads(recorded)
+        keys = tuple(k for k in found["source"] if k != "_target_")
+    except (ValueError, KeyError, TypeError):
+        keys = ()
+    check_project_dir(project_identity(str(config["project"]["name"]), config["project"]["source"], keys,
+                                       int(config["seed"])), run_dir)
 
 
 def check_project_dir(identity: str, run_dir: Path) -> None:
@@ -115,12 +128,14 @@ class PlatformLabeller:
         self.failure: str | None = None  # why the plan was applied only in part
 
     # --- before the rounds --------------------------------------------------------------------------------
-    def check(self) -> None:
+    def check_act(self) -> None:
         """The act settings against the platform's workflow (stages, pathways), before any stage runs."""
         self.plan_records([], [], [], [], 0)
 
-    def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
+    def check(self, run_dir: Path) -> None:
         check_project_dir(self.identity, run_dir)
+
+    def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
         aligned = align(data, store.item_ids(), run_dir)
         known = store.get_meta("class_names")
         if known is not None and json.loads(known) != list(aligned.class_names):
@@ -151,7 +166,7 @@ class PlatformLabeller:
 
     # --- a round ------------------------------------------------------------------------------------------
     def round_figures(self, session: Session, round_: int) -> dict:
-        labels = np.asarray(session.parts.data.labels)
+        labels = np.asarray(session.data.labels)
         return {
             "n_test_labeled": int((labels[session.store.split_indices("test")] >= 0).sum()),
             "n_candidates": int(len(session.screened(round_)[0])),
@@ -197,7 +212,7 @@ class PlatformLabeller:
     def plan_round(self, session: Session, round_: int) -> dict:
         """The round's records: the selection, the suspects sent back, and every other unlabelled item (the
         candidates before filters: what annotators would otherwise spend time on)."""
-        store, data = session.store, session.parts.data
+        store, data = session.store, session.data
         selected = store.selected_indices(round_)
         rest = np.setdiff1d(session.candidates(), selected)
         labelled, _ = store.labeled()
@@ -305,7 +320,7 @@ def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
 
 def pull(session: Session, round_: int, platform_name: str) -> bool:
     """Bring new items and the platform's current labels into the store; True if any label changed."""
-    store, data = session.store, session.parts.data
+    store, data = session.store, session.data
     n_stored = len(store.item_ids())
     n = len(data.item_ids)
     split = np.asarray(data.split if data.split is not None else ["pool"] * n).astype(str)

@@ -22,7 +22,7 @@ from typing import Any
 from plugins.files import atomic_write_text
 from runner import __version__
 from runner.errors import ConfigError
-from runner.store import GLOBAL_ROUND, Store
+from runner.store import GLOBAL_ROUND, Store, read_only
 
 LOCK_FILE = ".run.lock"
 
@@ -54,6 +54,23 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # closing releases the lock
+
+
+def check_not_busy(run_dir: Path) -> None:
+    """Refuse, writing nothing, a run directory another process holds (the lock is taken, then let go)."""
+    path = run_dir / LOCK_FILE
+    if not path.is_file():
+        return
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below; reading never changes the file
+    except OSError:
+        return
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirBusy(f"{run_dir} is in use by another run ({_holder(handle.read())}); wait for it to end "
+                             "or use another hydra.run.dir") from None
 
 
 def _holder(text: str) -> str:
@@ -99,22 +116,31 @@ def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix or "<root>"]
 
 
-def claim(store: Store, run_dir: Path, record: ConfigRecord, fingerprint: str, project_name: str) -> None:
-    """Record the config as the run's own, or refuse a run directory that holds another config or other data."""
-    recorded = store.get_meta("config_sha256")
-    if recorded is None:
-        with store.transaction() as tx:
-            tx.set_meta("config_sha256", record.sha256)
-            tx.set_meta("config_json", record.json)
-            tx.set_meta("runner_version", __version__)
-    elif recorded != record.sha256:
-        changed = differing_keys(json.loads(store.get_meta("config_json") or "{}"), json.loads(record.json))
+def check_claim(run_dir: Path, record: ConfigRecord, fingerprint: str | None, project_name: str) -> None:
+    """Refuse, reading only, a run directory whose store holds a run of another config or of other data (the
+    fingerprint, where known)."""
+    state = run_dir / "state.sqlite"
+    found = read_only(state, "SELECT value FROM meta WHERE key = 'config_sha256'")
+    if found is not None and found[0] != record.sha256:
+        old = read_only(state, "SELECT value FROM meta WHERE key = 'config_json'")
+        changed = differing_keys(json.loads(old[0] if old else "{}"), json.loads(record.json))
         raise ConfigError(
             f"{run_dir} holds a run with a different config (changed: {', '.join(changed[:5])}); "
             "use a new hydra.run.dir or the original config"
         )
-    elif store.is_done(GLOBAL_ROUND, "import") and store.get_meta("data_fingerprint") != fingerprint:
+    imported = read_only(state, "SELECT 1 FROM stages WHERE round = ? AND stage = 'import'", (GLOBAL_ROUND,))
+    data = read_only(state, "SELECT value FROM meta WHERE key = 'data_fingerprint'")
+    if fingerprint is not None and imported is not None and (data is None or data[0] != fingerprint):
         raise ConfigError(f"the data of project '{project_name}' changed since {run_dir} was started")
+
+
+def claim(store: Store, run_dir: Path, record: ConfigRecord) -> None:
+    """Record the config as the run's own (the run directory was checked by :func:`check_claim`)."""
+    if store.get_meta("config_sha256") is None:
+        with store.transaction() as tx:
+            tx.set_meta("config_sha256", record.sha256)
+            tx.set_meta("config_json", record.json)
+            tx.set_meta("runner_version", __version__)
     write_resolved_config(run_dir, record)
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from plugins.neighbours import NeighbourSearch
+from plugins.neighbours import NeighbourSearch, NeighbourSettings
+from plugins.sources.dataset import Dataset
 from runner import artifacts, environment, html_report, stages
 from runner.assemble import Parts
 from runner.compute import Compute, PeakMemory
@@ -40,11 +41,18 @@ class Session:
         self.models: dict[int, Any] = {}
         self.compute = compute or Compute()
         # One neighbour index per embedding set for the whole invocation, shared by every stage.
-        self.neighbours = NeighbourSearch(parts.compute.neighbours)
+        index = parts.compute.neighbours
+        self.neighbours = NeighbourSearch(NeighbourSettings(
+            approximate_above=index.approximate_above, cells=index.cells, probes=index.probes,
+            recall_sample=index.recall_sample, seed=parts.seed))
         self.memory = PeakMemory()
         self.stage_resources: dict[str, dict] = {}  # stages run by this invocation: seconds and peak RSS
         self._screened: dict[int, tuple[np.ndarray, list]] = {}  # per round: filtered candidates, removals
         parts.embeddings.bind(parts.data.images, lambda: store.get_array("embeddings/static"))
+
+    @property
+    def data(self) -> Dataset:
+        return self.parts.data
 
     def stage(self, round_: int, name: str, work: Callable[[], stages.Writer]) -> None:
         """Run ``work`` unless recorded done; then its writer and the done record in one transaction.

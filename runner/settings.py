@@ -33,16 +33,23 @@ class Plugin(dict):
 
 def setting(default: Any, help: str, **schema: Any) -> Any:
     """A key with its default (used when the section comes from this declaration, and for records made before
-    the key existed), its help line, and JSON Schema constraints beyond its type."""
+    the key existed), its help line, and JSON Schema constraints beyond its type. A nested section's default is
+    None here: its own declaration's defaults apply."""
+    metadata = {"help": help, "schema": schema}
+    if dataclasses.is_dataclass(default) and isinstance(default, type):
+        return field(default_factory=default, metadata=metadata)
     if isinstance(default, dict | list):
-        return field(default_factory=lambda: _copy(default), metadata={"help": help, "schema": schema})
-    return field(default=default, metadata={"help": help, "schema": schema})
+        return field(default_factory=lambda: _copy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
-def choice(help: str, optional: bool = False, **schema: Any) -> Any:
-    """A key whose value the group's option file gives; ``optional``: not every option has it."""
+def choice(help: str, optional: bool = False, nullable: bool = False, **schema: Any) -> Any:
+    """A key whose value the group's option file gives. ``optional``: not every option has it (the typed settings
+    then hold None); ``nullable``: null is a value it may take (a type ``X | None`` says so too, unless the key is
+    optional, where None only stands for "absent")."""
     default = None if optional else dataclasses.MISSING
-    return field(default=default, metadata={"help": help, "schema": schema, "optional": optional})
+    return field(default=default,
+                 metadata={"help": help, "schema": schema, "optional": optional, "nullable": nullable})
 
 
 def _copy(value: Any) -> Any:
@@ -64,7 +71,9 @@ class RunSettings:
                               "on it", minimum=1, maximum=256)
     allowed_packages: list[str] = setting([], "packages besides plugins/ and scikit-learn's estimators whose classes "
                                               "and functions a _target_ may name, e.g. [xgboost, lightgbm]",
-                                          uniqueItems=True)
+                                          uniqueItems=True, items={
+                                              "type": "string",
+                                              "pattern": "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$"})
 
 
 # --- sections whose defaults are declared here ----------------------------------------------------------------
@@ -141,6 +150,129 @@ class ReportSettings:
                                 minimum=8, maximum=512)
 
 
+@dataclass(frozen=True)
+class NeighbourIndexSettings:
+    """``compute.neighbours``: the one neighbour index per embedding set (uniqueness, near-duplicates, TypiClust,
+    ProbCover, ...): exact up to ``approximate_above`` rows, above that faiss's inverted-file index."""
+
+    approximate_above: int | None = setting(20000, "rows searched exactly up to this many (null: always exact)",
+                                            minimum=1)
+    cells: int | None = setting(None, "k-means cells of the approximate index (null: 2 sqrt(n))", minimum=1)
+    probes: int = setting(8, "cells searched per query", minimum=1)
+    recall_sample: int = setting(500, "seeded queries on which recall@1 against exact search is measured when the "
+                                      "index is built (logged, and written to summary.json)", minimum=0)
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """``compute``: where the per-item stages (embed, metrics, score) run and how large pools are held."""
+
+    backend: str = setting("local", "local (this process) or ray (Ray tasks, one per shard)", enum=["local", "ray"])
+    shard_items: int = setting(65536, "items per shard of the per-item stages; results do not depend on it, "
+                                      "memory does", minimum=1)
+    memmap_min_bytes: int = setting(16777216, "a stored per-item array at least this large lives in its own file "
+                                              "under arrays/ and is memory-mapped when read", minimum=0)
+    neighbours: NeighbourIndexSettings = setting(NeighbourIndexSettings, "the shared neighbour index")
+    address: str | None = choice("compute=ray: a running cluster (ray://HOST:10001 or HOST:6379); null starts "
+                                 "Ray on this machine", optional=True, nullable=True, minLength=1)
+    num_cpus: int | None = choice("compute=ray on this machine: cores Ray may use (null = all)", optional=True,
+                                  nullable=True, minimum=1)
+
+
+# --- sections whose values come from a group's option files ---------------------------------------------------
+@dataclass(frozen=True)
+class ProjectSection:
+    """``project``: the data source and its test split."""
+
+    name: str = choice("the project's name (in reports and messages)", minLength=1)
+    source: Plugin = choice("the source: returns a data set, or a labelling platform (loop.mode=human)")
+    test_size: int | None = choice("items held out for testing when the source has no split of its own",
+                                   optional=True, minimum=1)
+
+
+@dataclass(frozen=True)
+class AcquisitionSection:
+    """``acquisition``: what to label first."""
+
+    name: str = choice("the strategy's name (in reports and messages)", minLength=1)
+    function: Plugin = choice("the acquisition function (plugins/acquisition/)")
+    mc_samples: int | None = choice("stochastic passes per item for the strategies that score MC samples",
+                                    optional=True, minimum=2, maximum=1000)
+
+
+@dataclass(frozen=True)
+class ActSection:
+    """``act``: what happens to a selection: simulated annotators, or a platform's action plan."""
+
+    name: str = choice("the act's name (in plans and messages)", minLength=1)
+    function: Plugin = choice("simulation: truths in, labels out; platform: the planner of a round's actions")
+    apply: bool | None = choice("platform acts: apply the plan (false: a dry run that changes nothing)",
+                                optional=True)
+    show: int | None = choice("platform acts: records listed per action in the printed plan", optional=True,
+                              minimum=0)
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """``metrics``: data-quality metrics, computed once per project into item_metrics.csv."""
+
+    names: list[str] = choice("which metrics to compute, in this order", uniqueItems=True)
+    functions: dict[str, Plugin] = choice("one function per name; its first parameter says what it is given: "
+                                          "images or embeddings")
+    scope: dict[str, str] = choice("unlabeled: a metric computed over the unlabelled pool only (else all items)",
+                                   additionalProperties={"enum": ["all", "unlabeled"]})
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    """``audit``: label-error detection on the labelled items, each round, into label_issues.csv."""
+
+    name: str = choice("the audit's name", minLength=1)
+    function: Plugin | None = choice("the judge of out-of-fold probabilities (null: no audit)")
+    folds: int | None = choice("folds of the out-of-fold probabilities", optional=True, minimum=2, maximum=50)
+    min_labels: int | None = choice("rounds with fewer labelled items (in classes with two or more) record no "
+                                    "issues", optional=True, minimum=2)
+
+
+@dataclass(frozen=True)
+class FilterArguments:
+    """``filters``: which unlabelled items may be selected (the candidate filter's arguments)."""
+
+    _target_: str = choice("the candidate filter", minLength=1)
+    metrics: dict[str, list[float | None]] = choice(
+        "metric name -> [low, high], inclusive, null for an open side; items whose metric is NaN never pass",
+        additionalProperties={"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": ["number", "null"]}})
+    tags: dict[str, list[str]] = choice("include: keep items with any of these tags (all when empty); exclude: "
+                                        "drop items with any of these", properties={
+                                            "include": {"type": "array", "items": {"type": "string"}},
+                                            "exclude": {"type": "array", "items": {"type": "string"}}})
+    stages: list[str] | None = choice("workflow stages to keep (null: every stage)", nullable=True)
+    classes: list[str | int] | None = choice("predicted classes to keep, by name or index (null: all)",
+                                             nullable=True)
+    exclude_near_duplicates: bool = choice("drop candidates within near_duplicate_threshold of a labelled item "
+                                           "or of an earlier kept candidate")
+    near_duplicate_threshold: float = choice("Euclidean distance between L2-normalised embeddings", minimum=0)
+
+
+# What each section of the config is: settings declared with their defaults, or a group's choice.
+SECTIONS: dict[str, type] = {
+    "project": ProjectSection,
+    "model": Plugin,
+    "acquisition": AcquisitionSection,
+    "selection": SelectionSettings,
+    "loop": LoopSettings,
+    "act": ActSection,
+    "embedder": Plugin,
+    "metrics": MetricsSection,
+    "filters": FilterArguments,
+    "audit": AuditSection,
+    "report": ReportSettings,
+    "compute": ComputeSettings,
+}
+# Sections a config recorded before they existed may lack: their declared defaults stand in.
+LATER_SECTIONS = ("report", "compute")
+
+
 def section(cls: type[S], found: Mapping[str, Any] | None) -> S:
     """The typed settings of one config section, by key name; a key missing from ``found`` (a record made before
     it existed) takes its declared default."""
@@ -150,8 +282,12 @@ def section(cls: type[S], found: Mapping[str, Any] | None) -> S:
     for key, value in values.items():
         if key not in types_:
             continue
+        declared = types_[key]
+        if dataclasses.is_dataclass(declared):
+            given[key] = section(declared, value)
+            continue
         # YAML writes 10 for a float setting; the settings hold what the type says.
-        wants_float = types_[key] is float or (is_optional(types_[key]) and float in types_[key].__args__)
+        wants_float = declared is float or (is_optional(declared) and float in declared.__args__)
         given[key] = float(value) if wants_float and isinstance(value, int) and not isinstance(value, bool) else value
     return cls(**given)
 

@@ -133,14 +133,9 @@ class Store:
 
     def _check(self) -> None:
         """Refuse a damaged file, or a database that is not a run store, before anything is written to it."""
-        problems = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
-        if problems != ["ok"]:
-            raise StoreError(f"{self.path} is damaged ({problems[0]}); {START_OVER}")
-        found = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        missing = [t for t in TABLES if t not in found]
-        # No table at all: a store killed while it was being created (its tables come in one transaction).
-        if missing and found:
-            raise StoreError(f"{self.path} is not a run store (no '{missing[0]}' table); {START_OVER}")
+        problem = store_problem(self._conn)
+        if problem is not None:
+            raise StoreError(f"{self.path} {problem}; {START_OVER}")
 
     def close(self) -> None:
         self._conn.close()
@@ -445,6 +440,46 @@ class Store:
 START_OVER = "move it away, or pick a new hydra.run.dir, to start the run over"
 
 
+def store_problem(conn: sqlite3.Connection) -> str | None:
+    """What makes an existing database unusable as a run store (damage, or another kind of database), or None.
+    No table at all is a store killed while it was being created (its tables come in one transaction)."""
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        return f"is damaged ({problems[0]})"
+    found = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = [t for t in TABLES if t not in found]
+    if missing and found:
+        return f"is not a run store (no '{missing[0]}' table)"
+    return None
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that changes nothing beside the store. A store closed cleanly has no write-ahead log, and is
+    read as an immutable file (a read-only connection would still leave a shared-memory file beside it); one
+    with a log (a run killed, or running) is read through it."""
+    uri = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    return sqlite3.connect(f"{uri}?mode=ro" if wal.exists() else f"{uri}?mode=ro&immutable=1", uri=True)
+
+
+def check_readable(path: Path) -> None:
+    """Refuse, reading only, a ``state.sqlite`` that exists and is not a usable run store."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = connect_read_only(path)
+    except sqlite3.Error as exc:
+        raise unusable(path, exc) from None
+    try:
+        problem = store_problem(conn)
+    except sqlite3.DatabaseError as exc:
+        raise unusable(path, exc) from None
+    finally:
+        conn.close()
+    if problem is not None:
+        raise StoreError(f"{path} {problem}; {START_OVER}")
+
+
 def unusable(path: Path, exc: BaseException) -> StoreError:
     """The one-line error for a store SQLite cannot read (a truncated or overwritten file)."""
     return StoreError(f"{path} is not a usable run store ({exc}); {START_OVER}")
@@ -452,16 +487,23 @@ def unusable(path: Path, exc: BaseException) -> StoreError:
 
 def read_meta(path: Path, key: str) -> str | None:
     """One ``meta`` value of the store at ``path``, read-only; None when there is no readable store or value."""
+    found = read_only(path, "SELECT value FROM meta WHERE key = ?", (key,))
+    return None if found is None else found[0]
+
+
+def read_only(path: Path, sql: str, params: Sequence = ()) -> tuple | None:
+    """The first row ``sql`` finds in the store at ``path``, read-only (probing a run never writes to it); None
+    when there is no readable store or no row. A killed run's write-ahead log cannot be recovered read-only: such
+    a run is unfinished anyway, and the run itself recovers it."""
     if not path.is_file():
         return None
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_read_only(path)
     except sqlite3.Error:
         return None
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return conn.execute(sql, params).fetchone()
     except sqlite3.Error:
         return None
     finally:
         conn.close()
-    return None if row is None else row[0]

@@ -12,8 +12,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from runner.config import check_output_dir, describe_composition_error, validate
+from runner.composition import describe_composition_error
 from runner.errors import ConfigError
+from runner.preflight import check_output_dir
+from runner.validation import validate
 from tests.conftest import REPO, run_cli
 
 CONF = REPO / "conf"

@@ -6,8 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from runner.config import differing_keys, validate
 from runner.errors import ConfigError
+from runner.rundir import differing_keys
+from runner.validation import validate
 from tests.conftest import REPO, run_in_process
 
 

@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
 from plugins.models.sklearn_model import SklearnClassifier
-from runner.config import validate
 from runner.errors import ConfigError
+from runner.validation import validate
 from tests.conftest import compose_config, run_in_process
 
 

@@ -8,24 +8,26 @@ import types
 from pathlib import Path
 
 import pytest
-from hydra._internal.utils import get_args_parser
 
-from runner.__main__ import check_command_line
-from runner.config import (
+from runner.composition import parse_command
+from runner.errors import ConfigError
+from runner.precheck import check_command
+from runner.targets import (
     HYDRA_ALLOWED,
     HYDRA_RULES,
     TASK_ALLOWED,
     TASK_RULES,
+    check_targets,
+    hydra_defaults,
     resolve_target,
     user_packages,
 )
-from runner.errors import ConfigError
 from tests.conftest import REPO
 
 
 def check(*argv: str) -> None:
     """The checks ``python -m runner ARGV`` makes before Hydra runs anything, in this process."""
-    check_command_line(get_args_parser().parse_args(list(argv)))
+    check_command(parse_command(argv))
 
 
 def refusal(*argv: str) -> str:
@@ -269,18 +271,28 @@ def test_rules_take_the_object_not_the_name(monkeypatch):
 
 
 def test_hydra_rules_take_launchers_sweepers_and_callbacks_only():
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
     from hydra.experimental.callbacks import LogJobReturnCallback
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
-    found = resolve_target("k", "hydra._internal.core_plugins.basic_launcher.BasicLauncher", HYDRA_RULES, "")
-    assert found is BasicLauncher
     found = resolve_target("k", "hydra.experimental.callbacks.LogJobReturnCallback", HYDRA_RULES, "")
     assert found is LogJobReturnCallback
-    for target in ("hydra._internal.core_plugins.basic_launcher.run_job",  # a function beside the launcher
-                   "hydra._internal.core_plugins.basic_launcher.Path",
+    found = resolve_target("k", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", HYDRA_RULES, "")
+    assert found is JoblibLauncher
+    for target in ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.log",  # a logger beside the launcher
+                   "hydra.experimental.callbacks.Path",
                    "plugins.models.cnn.GalCNN"):
-        with pytest.raises(ConfigError, match="outside the allowed targets|through an attribute|not defined"):
+        with pytest.raises(ConfigError, match="outside the allowed targets|through an attribute|not defined|not a class"):
             resolve_target("k", target, HYDRA_RULES, HYDRA_ALLOWED)
+
+
+def test_hydras_own_launcher_and_sweeper_are_allowed_by_the_names_hydras_configs_give_them():
+    # Named by Hydra's own default configs, so an upgrade that moves them moves the allowed names with them.
+    defaults = hydra_defaults()
+    assert len(defaults) == 2 and all(name.rpartition(".")[2] in ("BasicLauncher", "BasicSweeper") for name in defaults)
+    for name in defaults:
+        check_targets({"hydra": {"launcher": {"_target_": name}}})
+    with pytest.raises(ConfigError, match="outside the allowed targets"):
+        check_targets({"hydra": {"launcher": {"_target_": "hydra.utils.instantiate"}}})
 
 
 @pytest.mark.parametrize("target", ["", "os", ".plugins.x", "plugins..x", "plugins.x y", 3, ["plugins.x"], None])

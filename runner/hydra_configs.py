@@ -1,0 +1,134 @@
+"""The config nodes the runner registers in Hydra's ConfigStore, built from the declarations in
+``runner.settings``: the top-level keys (``run_settings``), the options of the settings groups (``loop/default``,
+``selection/default``, ``report/default``, ``compute/local``, ``compute/ray``) and the page ``--help`` shows
+(``hydra/help/runner``).
+
+Hydra imports every module under the ``hydra_plugins`` namespace when it starts (the way its own launchers
+register their configs); ``hydra_plugins/al_runner`` calls :func:`register`, so every composition of ``conf/``
+finds these nodes: the command line, the Compose API in tests, a launcher's worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from runner.settings import (
+    SECTIONS,
+    ComputeSettings,
+    LoopSettings,
+    ReportSettings,
+    RunSettings,
+    SelectionSettings,
+    field_types,
+)
+
+PROVIDER = "al-runner"
+ABOUT = (
+    "python -m runner: active learning for labelling projects. It trains your model on the labels there are, "
+    "scores every unlabelled item, picks the budget-sized batch that teaches the model most, has it labelled "
+    "(by an oracle in simulation, by annotators on a labelling platform with loop.mode=human), and repeats. "
+    "Every run leaves a directory that says what was done and can be replayed."
+)
+
+
+def defaults(cls: type, *, leave_out: tuple[str, ...] = (), **changed: Any) -> dict:
+    """The node a settings declaration gives: every declared default, in declaration order (which is the order
+    of the keys in ``config.resolved.yaml``), optional keys left out."""
+    node: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        if item.name in leave_out or item.metadata.get("optional"):
+            continue
+        value = getattr(cls(), item.name)
+        node[item.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    for key, value in changed.items():
+        node[key] = value
+    return node
+
+
+def register() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="run_settings", node=defaults(RunSettings), provider=PROVIDER)
+    store.store(group="loop", name="default", node=defaults(LoopSettings), provider=PROVIDER)
+    store.store(group="selection", name="default", node=defaults(SelectionSettings), provider=PROVIDER)
+    store.store(group="report", name="default", node=defaults(ReportSettings), provider=PROVIDER)
+    store.store(group="compute", name="local", node=defaults(ComputeSettings), provider=PROVIDER)
+    store.store(group="compute", name="ray", provider=PROVIDER,
+                node=defaults(ComputeSettings, backend="ray", address=None, num_cpus=None))
+    store.store(group="hydra/help", name="runner", node=help_node(), provider=PROVIDER)
+
+
+# --- the help page ------------------------------------------------------------------------------------------------
+def help_node() -> dict:
+    """``hydra.help``: what the tool does, how to call it, the config groups, every key with its default and
+    help."""
+    template = "\n".join([
+        ABOUT,
+        "",
+        "Usage:",
+        "  python -m runner +experiment=NAME [group=option ...] [key=value ...]",
+        "  python -m runner -m acquisition=entropy,margin,random seed=0,1,2      # a sweep, one run per combination",
+        "  python -m runner --cfg job [...]                                       # the composed config",
+        "",
+        "== Config groups (group=option) ==",
+        "$APP_CONFIG_GROUPS",
+        "",
+        "== Keys (key=default: what it does) ==",
+        *key_lines(),
+        "",
+        "A plugin's node (model, embedder, project.source, acquisition.function, act.function, ...) takes the "
+        "plugin's own arguments: see conf/GROUP/OPTION.yaml and the plugin's docstring.",
+        "Hydra's own flags: --hydra-help.",
+    ])
+    return {"app_name": "python -m runner", "header": ABOUT, "footer": "", "template": _escape(template)}
+
+
+def key_lines() -> list[str]:
+    lines: list[str] = []
+    for item in dataclasses.fields(RunSettings):
+        lines.append(_line(item.name, item))
+    for name, cls in SECTIONS.items():
+        if not dataclasses.is_dataclass(cls):
+            lines.append(f"  {name}: a plugin (_target_ and its arguments)")
+            continue
+        lines.extend(_section_lines(name, cls))
+    return lines
+
+
+def _section_lines(prefix: str, cls: type) -> list[str]:
+    lines = []
+    types = field_types(cls)
+    for item in dataclasses.fields(cls):
+        key = f"{prefix}.{item.name}"
+        if dataclasses.is_dataclass(types[item.name]):
+            lines.extend(_section_lines(key, types[item.name]))
+        else:
+            lines.append(_line(key, item))
+    return lines
+
+
+def _line(key: str, item: dataclasses.Field) -> str:
+    help_text = str(item.metadata.get("help", ""))
+    if item.default is not dataclasses.MISSING and not item.metadata.get("optional"):
+        shown = _shown(item.default)
+    elif item.default_factory is not dataclasses.MISSING:
+        value = item.default_factory()
+        shown = "{...}" if isinstance(value, dict) and value else _shown(value)
+    else:
+        shown = "(from the option)"
+    return f"  {key}={shown}\n      {help_text}"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    """The help is a config string: keep OmegaConf from reading ``${`` in it as an interpolation."""
+    return text.replace("${", "\\${")
