@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import fcntl
 import json
 import os
 import shutil
@@ -125,10 +126,13 @@ def produce(out: Path, only: list[str] | None, workers: int) -> list[str]:
     if only:
         cases = {n: c for n, c in cases.items() if n in only}
     failures = []
-    # One fixed scratch folder: the Encord configs resolve paths under the run directory into their digest.
+    # One fixed scratch folder: the Encord configs resolve paths under the run directory into their digest. Two
+    # invocations at once would share it, so the second waits for the first.
     scratch = Path(tempfile.gettempdir()) / "al-runner-same-selections"
+    lock = open(Path(tempfile.gettempdir()) / "al-runner-same-selections.lock", "w")  # noqa: SIM115 - held below
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
     shutil.rmtree(scratch, ignore_errors=True)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    with lock, concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = {pool.submit(kind, name, overrides, scratch): name for name, (kind, overrides) in cases.items()}
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
