@@ -123,7 +123,8 @@ class ModelEmbedder(Protocol):
     or None where it has nothing to say (no trained model yet, or a model without :class:`EmbedsItems`); the
     runner then uses the ``fallback`` embedder's rows, computed once per run."""
 
-    fallback: Embedder
+    @property
+    def fallback(self) -> Embedder: ...
 
     def embed_with(self, model: Any | None, images: np.ndarray) -> np.ndarray | None: ...
 
@@ -134,9 +135,14 @@ class ModelEmbedder(Protocol):
 class FilterInputs(Protocol):
     """What a candidate filter may read about one round (the runner provides it)."""
 
-    labeled: np.ndarray  # item indices of the labelled items, (m,)
-    class_names: list[str]
-    neighbours: NeighbourSearch | None  # the run's shared neighbour search
+    @property
+    def labeled(self) -> np.ndarray: ...  # item indices of the labelled items, (m,)
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    @property
+    def neighbours(self) -> NeighbourSearch | None: ...  # the run's shared neighbour search
 
     def metric(self, name: str) -> np.ndarray: ...  # a metric column over every item, (N,); NaN: not computed
 
