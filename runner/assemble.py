@@ -16,6 +16,7 @@ import numpy as np
 
 from plugins.acquisition.protocol import declared_inputs
 from plugins.errors import InputError
+from plugins.protocols import CandidateScreen, SamplesPredictions
 from plugins.selection.initial import class_balanced_sample, split_items
 from plugins.selection.policies import POLICY_INPUTS
 from plugins.sources.dataset import Dataset
@@ -65,7 +66,7 @@ class Parts:
     acquisition: Acquisition
     embeddings: Embeddings
     metrics: list[Metric]
-    filters: Any
+    filters: CandidateScreen
     policy: Policy
     labeller: Labeller
     audit: Audit | None  # None: no label-error detection
@@ -143,7 +144,7 @@ def _assemble(config: dict, run_dir: Path | None) -> Parts:
         labeller, audit, section(ComputeSettings, config.get("compute")),
     )
     model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
-    if "samples" in acquisition.inputs and not hasattr(model, "predict_proba_samples"):
+    if "samples" in acquisition.inputs and not isinstance(model, SamplesPredictions):
         raise ConfigError(
             f"{acquisition.label} needs MC samples but model '{parts.model_label}' has no predict_proba_samples; "
             "use model=cnn"

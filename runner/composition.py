@@ -213,7 +213,8 @@ def sweep_jobs(config: DictConfig, task_overrides: Sequence[str], loader: Any = 
         return []  # the targets check allows no other sweeper
     params = config.hydra.sweeper.get("params")
     listed = OmegaConf.to_container(params, resolve=True) if OmegaConf.is_dict(params) else {}
-    arguments = [f"{key}={value}" for key, value in dict(listed or {}).items()] + list(task_overrides)
+    assert isinstance(listed, dict)
+    arguments = [f"{key!s}={value}" for key, value in listed.items()] + list(task_overrides)
     choices: dict[str, list[str]] = {}
     for override in parse_overrides(arguments, loader):
         key = override.get_key_element()

@@ -40,7 +40,8 @@ def defaults(cls: type, *, leave_out: tuple[str, ...] = (), **changed: Any) -> d
         if item.name in leave_out or item.metadata.get("optional"):
             continue
         value = getattr(cls(), item.name)
-        node[item.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        nested = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        node[item.name] = dataclasses.asdict(value) if nested else value
     for key, value in changed.items():
         node[key] = value
     return node

@@ -7,11 +7,12 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from plugins.neighbours import NeighbourSearch
+from plugins.protocols import BlockEmbedder, ModelEmbedder, spreads_blocks
 from runner.compute import Compute, shards
 from runner.errors import ConfigError
 from runner.plugins import instantiate_callable
@@ -66,7 +67,7 @@ class Embeddings:
 
     def __init__(self, embedder: Any, needed: bool) -> None:
         self.embedder = embedder
-        self.static_embedder = getattr(embedder, "fallback", embedder)
+        self.static_embedder = embedder.fallback if isinstance(embedder, ModelEmbedder) else embedder
         self.needed = needed
         self.images: np.ndarray | None = None
         self.load: Callable[[], np.ndarray | None] | None = None
@@ -79,10 +80,10 @@ class Embeddings:
     def fit_static(self, images: Any, map_blocks: Callable | None = None) -> np.ndarray:
         """The static embeddings; ``map_blocks`` (run a function over blocks of items, in order: the run's
         compute backend) goes to an embedder that can spread its work, such as PixelPCA's streamed fit."""
-        fit = self.static_embedder.fit_transform
-        if map_blocks is not None and "map_blocks" in inspect.signature(fit).parameters:
-            return fit(images, map_blocks=map_blocks)
-        return fit(images)
+        embedder = self.static_embedder
+        if map_blocks is not None and spreads_blocks(embedder):
+            return cast(BlockEmbedder, embedder).fit_transform(images, map_blocks=map_blocks)
+        return embedder.fit_transform(images)
 
     def static(self) -> np.ndarray | None:
         if self._static is None and self.load is not None:
@@ -92,7 +93,7 @@ class Embeddings:
     def of(self, indices: np.ndarray, model: Any | None, chunk_size: int | None = None) -> np.ndarray:
         """The embeddings of ``indices``: the model's own, asked ``chunk_size`` items at a time, where the embedder
         asks the model and it answers; else the static ones."""
-        if hasattr(self.embedder, "embed_with") and self.images is not None:
+        if isinstance(self.embedder, ModelEmbedder) and self.images is not None:
             size = chunk_size or max(len(indices), 1)
             parts = []
             for start in range(0, max(len(indices), 1), size):

@@ -278,12 +278,12 @@ def section(cls: type[S], found: Mapping[str, Any] | None) -> S:
     it existed) takes its declared default."""
     values = {} if found is None else dict(found)
     types_ = field_types(cls)
-    given = {}
+    given: dict[str, Any] = {}
     for key, value in values.items():
         if key not in types_:
             continue
         declared = types_[key]
-        if dataclasses.is_dataclass(declared):
+        if isinstance(declared, type) and dataclasses.is_dataclass(declared):
             given[key] = section(declared, value)
             continue
         # YAML writes 10 for a float setting; the settings hold what the type says.

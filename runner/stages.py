@@ -6,7 +6,6 @@ marks the stage done in one transaction, so a stage is either wholly recorded or
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import pickle
@@ -18,6 +17,7 @@ import numpy as np
 
 from plugins.acquisition.protocol import PastRound
 from plugins.neighbours import NeighbourSearch
+from plugins.protocols import learns_from_pool
 from runner.acquire import Acquisition, InputProvider, score_candidates, score_shards, select_batch
 from runner.audit import out_of_fold_probs
 from runner.compute import Compute
@@ -76,7 +76,7 @@ def train(model: Any, images: np.ndarray, labels: np.ndarray, round_: int, label
     A model whose ``fit`` takes ``unlabeled`` learns from the unlabelled pool's images too (semi-supervised).
     """
     try:
-        if unlabeled is not None and "unlabeled" in inspect.signature(model.fit).parameters:
+        if unlabeled is not None and learns_from_pool(model):
             model.fit(images, labels, unlabeled=unlabeled())
         else:
             model.fit(images, labels)

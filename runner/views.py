@@ -8,26 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from plugins.acquisition.protocol import PastRound
 from plugins.neighbours import NeighbourSearch
+from plugins.protocols import PredictsClasses, SamplesPredictions
 from runner import contracts
 from runner.acquire import Acquisition
 from runner.errors import ConfigError, PluginError
 from runner.quality import Embeddings
-
-
-@runtime_checkable
-class Predicts(Protocol):
-    def predict(self, X: Any) -> Any: ...
-
-
-@runtime_checkable
-class GivesSamples(Protocol):
-    def predict_proba_samples(self, X: Any, T: int) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ class Predictor:
         model = self.model
         if model is None:
             return None
-        if not isinstance(model, Predicts):
+        if not isinstance(model, PredictsClasses):
             probs = self.probs(indices)
             return None if probs is None else probs.argmax(axis=1)
         out = np.empty(len(indices), dtype=np.int64)
@@ -75,7 +66,7 @@ class Predictor:
 
     def samples(self, indices: np.ndarray) -> np.ndarray:
         model = self.model
-        if not isinstance(model, GivesSamples) or not self.mc_samples:
+        if not isinstance(model, SamplesPredictions) or not self.mc_samples:
             raise PluginError(f"{self.model_label}: MC samples were asked for but the model cannot give them")
         t = int(self.mc_samples)
         out = np.empty((t, len(indices), self.n_classes), dtype=np.float64)
