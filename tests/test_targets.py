@@ -116,10 +116,6 @@ def test_bypass_by_override_is_refused_before_anything_runs(tmp_path, sentinel, 
     assert nothing_created(sentinel) and not run_dir.exists()
 
 
-def test_at_least_twenty_bypasses_are_tried():
-    assert len(BYPASSES) >= 20
-
-
 @pytest.fixture
 def evil_configs(tmp_path: Path, sentinel: Path) -> Path:
     """A config directory for hydra.searchpath with a group file and experiments that try to run code."""
@@ -281,7 +277,8 @@ def test_hydra_rules_take_launchers_sweepers_and_callbacks_only():
     for target in ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.log",  # a logger beside the launcher
                    "hydra.experimental.callbacks.Path",
                    "plugins.models.cnn.GalCNN"):
-        with pytest.raises(ConfigError, match="outside the allowed targets|through an attribute|not defined|not a class"):
+        refused = "outside the allowed targets|through an attribute|not defined|not a class"
+        with pytest.raises(ConfigError, match=refused):
             resolve_target("k", target, HYDRA_RULES, HYDRA_ALLOWED)
 
 
