@@ -11,7 +11,8 @@ two capabilities that differ by a parameter (a ``fit`` that takes ``unlabeled``,
 Members must be defined on the class or set on the instance: from Python 3.12 on, ``isinstance`` against a
 protocol looks attributes up statically and no longer sees what a ``__getattr__`` would hand out.
 
-Arrays are numpy arrays: n is the number of items asked about, C the number of classes, d the embedding width.
+Arrays are numpy arrays (:data:`Array`): n is the number of items asked about, C the number of classes, d the
+embedding width.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from plugins.filters.candidates import Removal
     from plugins.neighbours import NeighbourSearch
+
+# A numpy array; its shape and dtype are in each docstring, which numpy's generic cannot say more precisely here.
+Array = npt.NDArray[Any]
 
 # map_blocks(function, blocks) -> [function(block) for block in blocks], in order, run wherever the caller likes.
 BlockMap = Callable[[Callable[[slice], Any], Sequence[slice]], list[Any]]
@@ -41,9 +45,9 @@ class Model(Protocol):
     summing to 1, columns in class-index order even for classes the labelled set lacks (their columns 0).
     """
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> Any: ...
+    def fit(self, X: Array, y: Array) -> Any: ...
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+    def predict_proba(self, X: Array) -> Array: ...
 
 
 @runtime_checkable
@@ -51,7 +55,7 @@ class PredictsClasses(Protocol):
     """A model with its own decision: ``predict(X)`` -> (n,) integer class indices in [0, C), which need not be
     the argmax of its probabilities (an SVC's Platt scaling). Without it the runner takes the most probable class."""
 
-    def predict(self, X: np.ndarray) -> np.ndarray: ...
+    def predict(self, X: Array) -> Array: ...
 
 
 @runtime_checkable
@@ -60,7 +64,7 @@ class SamplesPredictions(Protocol):
     class probabilities, one (n, C) draw per sample, each row summing to 1. Strategies that take ``samples``
     (BALD, BatchBALD) need it."""
 
-    def predict_proba_samples(self, X: np.ndarray, T: int) -> np.ndarray: ...
+    def predict_proba_samples(self, X: Array, T: int) -> Array: ...
 
 
 @runtime_checkable
@@ -68,7 +72,7 @@ class EmbedsItems(Protocol):
     """A model with a representation of its own: ``embed(X)`` -> (n, d) float rows, the same d for every call
     between two fits (e.g. a network's penultimate layer). ``embedder=model`` asks it every round."""
 
-    def embed(self, X: np.ndarray) -> np.ndarray: ...
+    def embed(self, X: Array) -> Array: ...
 
 
 @runtime_checkable
@@ -79,7 +83,7 @@ class LearnsFromPool(Protocol):
     ``isinstance`` cannot tell this ``fit`` from a plain one; :func:`learns_from_pool` reads the signature.
     """
 
-    def fit(self, X: np.ndarray, y: np.ndarray, unlabeled: np.ndarray | None = None) -> Any: ...
+    def fit(self, X: Array, y: Array, unlabeled: Array | None = None) -> Any: ...
 
 
 def learns_from_pool(model: object) -> bool:
@@ -97,7 +101,7 @@ class Embedder(Protocol):
     images' order. ``images`` is an (n, H, W[, ch]) array or an array-like read from disk by index. A row of NaN
     marks an item that cannot be placed (e.g. non-finite pixels)."""
 
-    def fit_transform(self, images: Any) -> np.ndarray: ...
+    def fit_transform(self, images: Any) -> Array: ...
 
 
 class BlockEmbedder(Protocol):
@@ -108,7 +112,7 @@ class BlockEmbedder(Protocol):
     ``isinstance`` cannot tell this ``fit_transform`` from a plain one; :func:`spreads_blocks` reads the signature.
     """
 
-    def fit_transform(self, images: Any, map_blocks: BlockMap | None = None) -> np.ndarray: ...
+    def fit_transform(self, images: Any, map_blocks: BlockMap | None = None) -> Array: ...
 
 
 def spreads_blocks(embedder: object) -> bool:
@@ -126,7 +130,7 @@ class ModelEmbedder(Protocol):
     @property
     def fallback(self) -> Embedder: ...
 
-    def embed_with(self, model: Any | None, images: np.ndarray) -> np.ndarray | None: ...
+    def embed_with(self, model: Any | None, images: Array) -> Array | None: ...
 
 
 # --- candidate filters ----------------------------------------------------------------------------------------
@@ -136,7 +140,7 @@ class FilterInputs(Protocol):
     """What a candidate filter may read about one round (the runner provides it)."""
 
     @property
-    def labeled(self) -> np.ndarray: ...  # item indices of the labelled items, (m,)
+    def labeled(self) -> Array: ...  # item indices of the labelled items, (m,)
 
     @property
     def class_names(self) -> list[str]: ...
@@ -144,15 +148,15 @@ class FilterInputs(Protocol):
     @property
     def neighbours(self) -> NeighbourSearch | None: ...  # the run's shared neighbour search
 
-    def metric(self, name: str) -> np.ndarray: ...  # a metric column over every item, (N,); NaN: not computed
+    def metric(self, name: str) -> Array: ...  # a metric column over every item, (N,); NaN: not computed
 
-    def item_column(self, name: str) -> np.ndarray: ...  # a per-item column of the source (e.g. ``stage``), (N,)
+    def item_column(self, name: str) -> Array: ...  # a per-item column of the source (e.g. ``stage``), (N,)
 
     def tags(self) -> dict[int, set[str]]: ...  # tags by item index
 
-    def probs(self, indices: np.ndarray) -> np.ndarray | None: ...  # (len(indices), C); None while no model is trained
+    def probs(self, indices: Array) -> Array | None: ...  # (len(indices), C); None while no model is trained
 
-    def embeddings(self, indices: np.ndarray) -> np.ndarray: ...  # (len(indices), d)
+    def embeddings(self, indices: Array) -> Array: ...  # (len(indices), d)
 
 
 class CandidateScreen(Protocol):
@@ -185,9 +189,9 @@ class CandidateScreen(Protocol):
 
     def class_indices(self, class_names: Sequence[str]) -> list[int] | None: ...
 
-    def screen(self, candidates: np.ndarray, inputs: FilterInputs) -> tuple[np.ndarray, list[Removal]]: ...
+    def screen(self, candidates: Array, inputs: FilterInputs) -> tuple[Array, list[Removal]]: ...
 
-    def apply(self, candidates: np.ndarray, inputs: FilterInputs) -> np.ndarray: ...
+    def apply(self, candidates: Array, inputs: FilterInputs) -> Array: ...
 
 
 # --- acquisition functions (plugins.acquisition.protocol says what each input is) -----------------------------
