@@ -87,7 +87,7 @@ def modal_margin_curve(random_run: Path, rounds: int, budget: int) -> list[tuple
     from modAL.uncertainty import margin_sampling
     from sklearn.linear_model import LogisticRegression
 
-    from runner.plugins import instantiate_node
+    from runner.instantiate import instantiate_node
 
     config = yaml.safe_load((random_run / "config.resolved.yaml").read_text())
     data = instantiate_node(config["project"]["source"], "project source")

@@ -21,10 +21,11 @@ from plugins.acquisition.protocol import (
     inputs_at,
     unpack,
 )
+from plugins.protocols import ReadsMetrics
 from runner import contracts
 from runner.compute import Compute, shards
 from runner.errors import ConfigError, PluginError
-from runner.plugins import instantiate_callable
+from runner.instantiate import instantiate_callable
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Acquisition:
         mc_samples = section.get("mc_samples")
         if "samples" in inputs and not mc_samples:
             raise ConfigError(f"{label} scores MC samples; set acquisition.mc_samples")
-        return cls(section["name"], function, inputs, mc_samples, tuple(getattr(function, "metric_names", ())))
+        metric_names = tuple(function.metric_names) if isinstance(function, ReadsMetrics) else ()
+        return cls(section["name"], function, inputs, mc_samples, metric_names)
 
     def at(self, round_: int, n_labeled: int) -> Acquisition:
         """This acquisition with only the inputs it needs in round ``round_`` (see ``inputs_for`` in the protocol)."""

@@ -163,7 +163,7 @@ class RunPage:
     def metrics_in_use(self) -> list[str]:
         """The metrics that decide what is selected: a filter's ranges, a weighted acquisition, the cost."""
         parts = self.parts
-        used = [*getattr(parts.filters, "metric_names", []), *parts.acquisition.metric_names, parts.selection.cost]
+        used = [*parts.filters.metric_names, *parts.acquisition.metric_names, parts.selection.cost]
         return [name for name in self.metric_names if name in used]
 
     def screened(self, round_: int) -> dict | None:
@@ -232,7 +232,7 @@ class RunPage:
         n = min(len(c) for c in columns.values())
         chosen = [self.store.selected_indices(r) for r in selecting]
         selected = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
-        ranges = dict(getattr(self.parts.filters, "metric_ranges", {}))
+        ranges = dict(self.parts.filters.metric_ranges)
         return figure(figures.metric_distributions(columns, pool[pool < n], selected[selected < n], ranges))
 
     def label_issues(self) -> list[dict] | None:

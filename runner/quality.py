@@ -15,7 +15,7 @@ from plugins.neighbours import NeighbourSearch
 from plugins.protocols import BlockEmbedder, ModelEmbedder, spreads_blocks
 from runner.compute import Compute, shards
 from runner.errors import ConfigError
-from runner.plugins import instantiate_callable
+from runner.instantiate import instantiate_callable
 
 log = logging.getLogger("runner")
 

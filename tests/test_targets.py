@@ -232,12 +232,14 @@ MANDATORY = {"+experiment=encord": ENCORD, "project=encord": ENCORD, "embedder=c
 @pytest.mark.parametrize("overrides", shipped_choices(), ids=lambda c: " ".join(c))
 def test_every_shipped_config_passes(tmp_path, overrides):
     check(*overrides, *MANDATORY.get(overrides[-1], ()), f"hydra.run.dir={tmp_path / 'run'}")
+    assert list(tmp_path.iterdir()) == []  # checked without creating or leaving anything
 
 
 def test_every_shipped_sweep_launcher_passes(tmp_path):
     for launcher in ("basic", "joblib", "submitit_local"):
         check("-m", "+experiment=digits", f"hydra/launcher={launcher}", "acquisition=entropy,random",
               f"hydra.sweep.dir={tmp_path / launcher}")
+    assert list(tmp_path.iterdir()) == []
 
 
 def defined_in_the_tests() -> None:
