@@ -22,9 +22,9 @@ from plugins.selection.policies import POLICY_INPUTS
 from plugins.sources.dataset import Dataset
 from runner.acquire import Acquisition
 from runner.errors import ConfigError, PluginError, from_plugin
+from runner.instantiate import instantiate_callable, instantiate_node
 from runner.labellers import ACT_INPUTS, Annotators, Labeller, SimulatedAnnotators, initial_labels
 from runner.platform_labeller import Planner, Platform, PlatformLabeller, check_project_dir, project_identity
-from runner.instantiate import instantiate_callable, instantiate_node
 from runner.quality import Embeddings, Metric, metric_set
 from runner.rundir import ConfigRecord
 from runner.seeds import stage_rng

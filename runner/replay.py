@@ -166,29 +166,19 @@ def compare_rounds(recorded: dict[int, list[Row]], replayed: dict[int, list[Row]
         return Verdict(DIFFERENT, before + detail, divergence, largest)
 
     for round_ in sorted(recorded.keys() | replayed.keys()):
-        if round_ not in replayed:
-            return different(f"round {round_} is missing from the replay")
-        if round_ not in recorded:
-            return different(f"round {round_} is not in the record")
+        mismatch = missing_round(round_, recorded, replayed)
+        if mismatch is not None:
+            return different(mismatch)
         before, after = recorded[round_], replayed[round_]
-        if len(before) != len(after):
-            return different(f"round {round_} selects {len(after)} items, the record {len(before)}")
         divergence = first_divergence(round_, before, after)
         if divergence is None:
-            for rank, (old, new) in enumerate(zip(before, after, strict=True), start=1):
-                if not within_tolerance(old.score, new.score, tolerance):
-                    return different(
-                        f"round {round_}, rank {rank}: {old.item_id} scores {new.score!r}, recorded {old.score!r} "
-                        f"(difference {abs(new.score - old.score):.3g}, tolerance {tolerance:g})"
-                    )
-                largest = max(largest, abs(new.score - old.score))
+            problem, difference = score_difference(round_, before, after, tolerance)
+            largest = max(largest, difference)
+            if problem is not None:
+                return different(problem)
             agreed += 1
             continue
-        problem: str | None
-        if divergence.gap > tolerance * max(1.0, abs(divergence.recorded.score)):
-            problem = f"beyond the tolerance {tolerance:g}"
-        else:
-            problem = unexplained(before, after, tolerance)
+        problem = flip_problem(divergence, before, after, tolerance)
         if problem is not None:
             return different(f"{divergence.describe()}; {problem}", divergence)
         flipped = flipped or divergence
@@ -202,6 +192,37 @@ def compare_rounds(recorded: dict[int, list[Row]], replayed: dict[int, list[Row]
                        "items changed, every round compared", flipped, largest)
     return Verdict(WITHIN_TOLERANCE, f"largest score difference {largest:.3g} (tolerance {tolerance:g})",
                    None, largest)
+
+
+def missing_round(round_: int, recorded: dict[int, list[Row]], replayed: dict[int, list[Row]]) -> str | None:
+    """Why ``round_`` cannot be compared item by item (absent on one side, or of another size), or None."""
+    if round_ not in replayed:
+        return f"round {round_} is missing from the replay"
+    if round_ not in recorded:
+        return f"round {round_} is not in the record"
+    before, after = recorded[round_], replayed[round_]
+    if len(before) != len(after):
+        return f"round {round_} selects {len(after)} items, the record {len(before)}"
+    return None
+
+
+def score_difference(round_: int, before: list[Row], after: list[Row], tolerance: float) -> tuple[str | None, float]:
+    """For a round with the same items in the same order: the first score beyond ``tolerance`` (or None), and
+    the largest difference up to there."""
+    largest = 0.0
+    for rank, (old, new) in enumerate(zip(before, after, strict=True), start=1):
+        if not within_tolerance(old.score, new.score, tolerance):
+            return (f"round {round_}, rank {rank}: {old.item_id} scores {new.score!r}, recorded {old.score!r} "
+                    f"(difference {abs(new.score - old.score):.3g}, tolerance {tolerance:g})"), largest
+        largest = max(largest, abs(new.score - old.score))
+    return None, largest
+
+
+def flip_problem(divergence: Divergence, before: list[Row], after: list[Row], tolerance: float) -> str | None:
+    """Why a round whose items differ is not a flip of near-ties, or None when it is."""
+    if divergence.gap > tolerance * max(1.0, abs(divergence.recorded.score)):
+        return f"beyond the tolerance {tolerance:g}"
+    return unexplained(before, after, tolerance)
 
 
 def first_divergence(round_: int, before: list[Row], after: list[Row]) -> Divergence | None:

@@ -88,6 +88,8 @@ CREATE TABLE IF NOT EXISTS relabels (
 );
 """
 
+# Parameters bound in one query (SQLite allows 32,766 since 3.32; older builds 999).
+QUERY_BATCH = 900
 # Rounds are numbered from 0; global stages (import) use this round number.
 GLOBAL_ROUND = -1
 TABLES = ("meta", "items", "labels", "rounds", "selections", "stages", "blobs", "tags")
@@ -207,9 +209,16 @@ class Store:
         return np.array([row[0] for row in self._conn.execute("SELECT split FROM items ORDER BY idx")], dtype=object)
 
     def truths(self, indices: np.ndarray) -> np.ndarray:
-        lookup = dict(self._conn.execute("SELECT idx, truth FROM items"))
-        # -1 marks an item whose truth is unknown (a real project's pool); the oracle refuses to reveal it
-        return np.array([-1 if lookup[int(i)] is None else lookup[int(i)] for i in indices], dtype=np.int64)
+        """The hidden truth of ``indices``, in their order; -1 marks an item whose truth is unknown (a real
+        project's pool), which the oracle refuses to reveal. Read by primary key, a batch at a time, so asking
+        about a selection costs nothing like reading a million-item pool."""
+        wanted = [int(i) for i in indices]
+        lookup: dict[int, int | None] = {}
+        for start in range(0, len(wanted), QUERY_BATCH):
+            batch = wanted[start:start + QUERY_BATCH]
+            marks = ",".join("?" * len(batch))
+            lookup.update(self._conn.execute(f"SELECT idx, truth FROM items WHERE idx IN ({marks})", batch))
+        return np.array([-1 if lookup[i] is None else lookup[i] for i in wanted], dtype=np.int64)
 
     def add_labels(self, indices: np.ndarray, labels: np.ndarray, round_: int) -> None:
         self._write_many(
