@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.protocols import Array
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
@@ -36,7 +38,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, write)
 
 
-def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+def save_npy(path: str | os.PathLike[str], array: Array) -> None:
     """``np.save`` to exactly ``path`` (given a file name, ``np.save`` appends ``.npy`` to it)."""
     with open(path, "wb") as handle:
         np.save(handle, array, allow_pickle=False)

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from plugins.protocols import Array
+
 log = logging.getLogger("runner")
 
 # Queries per block of an exact search: bounds the (block, n) distance temporaries scikit-learn builds.
@@ -55,7 +57,7 @@ class NeighbourSettings:
 class NeighbourIndex:
     """Euclidean neighbours among the rows of ``vectors`` (n, d)."""
 
-    def __init__(self, vectors: np.ndarray, settings: NeighbourSettings) -> None:
+    def __init__(self, vectors: Array, settings: NeighbourSettings) -> None:
         x = np.asarray(vectors)
         if x.ndim != 2:
             raise ValueError(f"vectors must have shape (n, d), got {x.shape}")
@@ -101,7 +103,7 @@ class NeighbourIndex:
                      f"recall@1 {self.recall:.4f} on {min(self.settings.recall_sample, self.n)} sampled queries")
         return self._faiss
 
-    def _float32(self, rows: slice | np.ndarray) -> np.ndarray:
+    def _float32(self, rows: slice | Array) -> Array:
         return np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
 
     def _measure_recall(self) -> float:
@@ -133,7 +135,7 @@ class NeighbourIndex:
         return float(hit.mean())
 
     # --- queries ----------------------------------------------------------------------------------------
-    def search(self, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, k: int, queries: Array | None = None) -> tuple[Array, Array]:
         """``(indices, distances)`` of the ``k`` nearest rows, nearest first, shape (q, k).
 
         ``queries`` None: every indexed row, never its own neighbour. Missing neighbours (fewer rows than
@@ -155,7 +157,7 @@ class NeighbourIndex:
             self._memo[key] = found
         return found
 
-    def _exact_knn(self, k: int, queries: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _exact_knn(self, k: int, queries: Array | None) -> tuple[Array, Array]:
         search = self._exact_search()
         available = self.n - (1 if queries is None else 0)
         take = min(k, available)
@@ -171,8 +173,8 @@ class NeighbourIndex:
         index[:, :take], distance[:, :take] = i, d
         return index, distance
 
-    def _approximate_search(self, queries: np.ndarray, k: int,
-                            exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _approximate_search(self, queries: Array, k: int,
+                            exclude: Array | None) -> tuple[Array, Array]:
         ivf = self._ivf()
         extra = 0 if exclude is None else 1
         want = min(k + extra, self.n)
@@ -192,12 +194,12 @@ class NeighbourIndex:
             distance[part, : found.shape[1]] = np.where(found < 0, np.inf, np.sqrt(np.maximum(squared, 0)))
         return index, distance
 
-    def _exact_distance(self, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    def _exact_distance(self, rows: Array, others: Array) -> Array:
         a = self.vectors[rows].astype(np.float64)
         b = self.vectors[np.maximum(others, 0)].astype(np.float64)
         return np.where(others >= 0, np.linalg.norm(a - b, axis=1), np.inf)
 
-    def within(self, radius: float, queries: np.ndarray | None = None, max_neighbours: int | None = None,
+    def within(self, radius: float, queries: Array | None = None, max_neighbours: int | None = None,
                max_entries: int | None = None) -> sparse.csr_matrix:
         """0/1 sparse (q, n): a 1 where a row lies within ``radius`` of the query (a row is within its own).
 
@@ -242,7 +244,7 @@ class NeighbourSearch:
         self.settings = settings or NeighbourSettings()
         self._indexes: OrderedDict[str, NeighbourIndex] = OrderedDict()
 
-    def over(self, vectors: np.ndarray, share: bool = True) -> NeighbourIndex:
+    def over(self, vectors: Array, share: bool = True) -> NeighbourIndex:
         """The index over ``vectors``: the one built before for the same content, else a new one.
 
         ``share`` False: a throwaway set (one cluster's points, a sample) gets its own index, which is not
@@ -268,7 +270,7 @@ class NeighbourSearch:
         ]
 
 
-def fingerprint(vectors: np.ndarray) -> str:
+def fingerprint(vectors: Array) -> str:
     """A digest of an array's shape, type and bytes (chunked, so a memory-mapped array is read once)."""
     x = np.asarray(vectors)
     digest = hashlib.blake2b(f"{x.shape}{x.dtype.str}".encode(), digest_size=16)

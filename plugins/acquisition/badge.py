@@ -18,10 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.acquisition.inputs import probs_and_embeddings
+from plugins.protocols import Array
 
 
-def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random.Generator,
-          float32_above: int | None = None) -> np.ndarray:
+def badge(probs: Array, embeddings: Array, budget: int, rng: np.random.Generator,
+          float32_above: int | None = None) -> Array:
     """Positions of ``min(budget, n)`` candidates chosen by k-means++ seeding on gradient embeddings.
 
     Returned in the order chosen. The first centre is the largest gradient embedding (as in the paper's
@@ -41,11 +42,11 @@ def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random
         # Class factors stored by column: a product with C = 10 columns is four times faster that way.
         a_columns, x = np.ascontiguousarray(a.T, dtype=np.float32), x.astype(np.float32)
 
-        def inner(c: int) -> tuple[np.ndarray, np.ndarray]:
+        def inner(c: int) -> tuple[Array, Array]:
             return np.dot(a_columns[:, c], a_columns), np.dot(x, x[c])
     else:
 
-        def inner(c: int) -> tuple[np.ndarray, np.ndarray]:
+        def inner(c: int) -> tuple[Array, Array]:
             return np.dot(a, a[c]), np.dot(x, x[c])
 
     chosen = np.empty(k, dtype=np.int64)
@@ -70,7 +71,7 @@ def badge(probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random
     return chosen
 
 
-def gradient_factors(probs: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gradient_factors(probs: Array, embeddings: Array) -> tuple[Array, Array]:
     """The two factors (a, x) of g_i = a_i outer x_i: a = p - onehot(argmax p), x the embedding rows."""
     p, x = probs_and_embeddings(probs, embeddings)
     a = p.copy()
@@ -78,7 +79,7 @@ def gradient_factors(probs: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndar
     return a, x
 
 
-def _draw(weights: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> int:
+def _draw(weights: Array, available: Array, rng: np.random.Generator) -> int:
     """One position drawn in proportion to ``weights``; uniformly from ``available`` when all are 0.
 
     The draw is ``rng.choice(n, p=weights / total)`` without its checks of p (four passes over the pool per

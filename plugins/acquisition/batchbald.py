@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.protocols import Array
+
 # Candidate rows per block, so that a (configurations x block x C) joint stays near 4 M floats.
 BLOCK_ELEMENTS = 1 << 22
 
 
 def batchbald(
-    samples: np.ndarray, budget: int, rng: np.random.Generator, max_configurations: int = 1_000
-) -> np.ndarray:
+    samples: Array, budget: int, rng: np.random.Generator, max_configurations: int = 1_000
+) -> Array:
     """Positions of ``min(budget, n)`` candidates chosen greedily by BatchBALD, in the order they were chosen.
 
     With a batch of one the score is BALD exactly, so the first pick is BALD's argmax. ``rng`` is used only
@@ -50,7 +52,7 @@ def batchbald(
 
     # joint[t, m] = prod_{j in B} p_t(y_j^m) for configuration m: exact (all C^|B|) or sampled.
     joint = np.ones((t, 1))
-    sampled_models: np.ndarray | None = None
+    sampled_models: Array | None = None
     chosen = np.empty(k, dtype=np.int64)
     available = np.ones(n, dtype=bool)
     batch_conditional = 0.0
@@ -75,7 +77,7 @@ def batchbald(
     return chosen
 
 
-def _joint_entropy(joint: np.ndarray, s: np.ndarray, sampled: bool) -> np.ndarray:
+def _joint_entropy(joint: Array, s: Array, sampled: bool) -> Array:
     """H(y_B, y_i) for every candidate i, exact over the columns of ``joint`` or estimated from drawn ones."""
     t, n, c = s.shape
     m = joint.shape[1]
@@ -95,8 +97,8 @@ def _joint_entropy(joint: np.ndarray, s: np.ndarray, sampled: bool) -> np.ndarra
 
 
 def _draw_configurations(
-    joint: np.ndarray, m: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+    joint: Array, m: int, rng: np.random.Generator
+) -> tuple[Array, Array]:
     """Draw ``m`` configurations from the exact joint: a model t per draw, then a configuration from p_t."""
     t = joint.shape[0]
     models = rng.integers(t, size=m)
@@ -110,9 +112,9 @@ def _draw_configurations(
     return joint[:, columns], models
 
 
-def _draw_labels(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _draw_labels(probs: Array, rng: np.random.Generator) -> Array:
     """One class per row of ``probs`` (m, C), drawn by inverse CDF."""
     cumulative = np.cumsum(probs, axis=1)
     u = rng.random(len(probs)) * cumulative[:, -1]
     labels = (cumulative <= u[:, None]).sum(axis=1)
-    return np.minimum(labels, probs.shape[1] - 1)
+    return np.asarray(np.minimum(labels, probs.shape[1] - 1))

@@ -8,28 +8,29 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.acquisition.uncertainty import entropy, floating
+from plugins.protocols import Array
 
 
-def bald(samples: np.ndarray) -> np.ndarray:
+def bald(samples: Array) -> Array:
     """Mutual information between prediction and model: H(mean_t p_t) - mean_t H(p_t), clipped at 0."""
     s = floating(samples)
     t, n, c = s.shape
     predictive = entropy(s.mean(axis=0))
     expected = entropy(s.reshape(t * n, c)).reshape(t, n).mean(axis=0)
     # Jensen makes the difference non-negative; rounding can push agreeing samples a hair below 0.
-    return np.maximum(predictive - expected, 0.0)
+    return np.asarray(np.maximum(predictive - expected, 0.0))
 
 
-def variation_ratios(samples: np.ndarray) -> np.ndarray:
+def variation_ratios(samples: Array) -> Array:
     """1 - (number of samples voting for the modal class) / T."""
     s = floating(samples)
     t, n, c = s.shape
     votes = s.argmax(axis=2)
     counts = np.zeros((n, c), dtype=np.int64)
     np.add.at(counts, (np.broadcast_to(np.arange(n), (t, n)), votes), 1)
-    return (1.0 - counts.max(axis=1) / t).astype(s.dtype)
+    return np.asarray(1.0 - counts.max(axis=1) / t, dtype=s.dtype)
 
 
-def mean_std(samples: np.ndarray) -> np.ndarray:
+def mean_std(samples: Array) -> Array:
     """Mean over classes of the standard deviation over samples of p[c]."""
-    return floating(samples).std(axis=0).mean(axis=1)
+    return np.asarray(floating(samples).std(axis=0).mean(axis=1))

@@ -18,6 +18,7 @@ from sklearn.cluster import AgglomerativeClustering
 from plugins.acquisition.inputs import probs_and_embeddings
 from plugins.acquisition.uncertainty import margin
 from plugins.neighbours import NeighbourSearch
+from plugins.protocols import Array
 from plugins.selection.policies import topk
 
 # Average linkage keeps an O(n^2) distance matrix: 5,000 items is about 100 MB.
@@ -25,13 +26,13 @@ HAC_MAX_ITEMS = 5000
 
 
 def cluster_margin(
-    probs: np.ndarray,
-    embeddings: np.ndarray,
+    probs: Array,
+    embeddings: Array,
     budget: int,
     rng: np.random.Generator,
     margin_multiplier: float = 10.0,
     n_clusters: int | None = None,
-) -> np.ndarray:
+) -> Array:
     """Positions of ``min(budget, n)`` candidates, round-robin over the clusters of low-margin candidates.
 
     ``n_clusters`` defaults to the budget (at most the number of clustered items): with that many clusters
@@ -48,14 +49,14 @@ def cluster_margin(
     return round_robin(kept, labels[kept], k, rng)
 
 
-def hac_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+def hac_labels(x: Array, n_clusters: int, rng: np.random.Generator) -> Array:
     """Average-linkage cluster label per row; on a subsample plus nearest-neighbour assignment when large."""
     n = len(x)
     fit = np.sort(rng.choice(n, size=HAC_MAX_ITEMS, replace=False)) if n > HAC_MAX_ITEMS else np.arange(n)
     clusters = max(1, min(int(n_clusters), len(fit)))
     if clusters == 1:
         return np.zeros(n, dtype=np.int64)
-    fitted = AgglomerativeClustering(n_clusters=clusters, linkage="average").fit_predict(x[fit])
+    fitted = np.asarray(AgglomerativeClustering(n_clusters=clusters, linkage="average").fit_predict(x[fit]))
     if len(fit) == n:
         return fitted.astype(np.int64)
     nearest, _ = NeighbourSearch().over(x[fit], share=False).search(1, x)
@@ -63,7 +64,7 @@ def hac_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.n
     return fitted[nearest].astype(np.int64)
 
 
-def round_robin(items: np.ndarray, groups: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def round_robin(items: Array, groups: Array, k: int, rng: np.random.Generator) -> Array:
     """``k`` of ``items``: one random member per group per pass, smallest group first (then lower label)."""
     order = rng.permutation(len(items))  # a random order inside each group
     items, groups = items[order], groups[order]
@@ -77,4 +78,4 @@ def round_robin(items: np.ndarray, groups: np.ndarray, k: int, rng: np.random.Ge
     turn = np.empty(len(items), dtype=np.int64)
     turn[by_group] = np.arange(len(items)) - starts[rank_of_item[by_group]]
     picked = np.lexsort((rank_of_item, turn))[:k]
-    return items[picked].astype(np.int64)
+    return np.asarray(items[picked], dtype=np.int64)

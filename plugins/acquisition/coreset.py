@@ -22,6 +22,7 @@ import heapq
 import numpy as np
 
 from plugins.acquisition.inputs import embedding_rows
+from plugins.protocols import Array
 
 # Rows of the pool per block when distances to many centres at once are needed.
 CHUNK_ROWS = 4096
@@ -30,7 +31,7 @@ CHUNK_ROWS = 4096
 LAZY_REFRESH_LIMIT = 2048
 
 
-def k_center_greedy(embeddings: np.ndarray, labeled_embeddings: np.ndarray, budget: int) -> np.ndarray:
+def k_center_greedy(embeddings: Array, labeled_embeddings: Array, budget: int) -> Array:
     """Positions of ``min(budget, n)`` candidates chosen by k-center greedy, in the order they were chosen.
 
     With no labelled items the first centre is the candidate nearest the mean of the pool (deterministic).
@@ -86,7 +87,7 @@ def k_center_greedy(embeddings: np.ndarray, labeled_embeddings: np.ndarray, budg
     return chosen
 
 
-def covering_radius(embeddings: np.ndarray, centre_embeddings: np.ndarray) -> float:
+def covering_radius(embeddings: Array, centre_embeddings: Array) -> float:
     """max over ``embeddings`` of the Euclidean distance to the nearest row of ``centre_embeddings``."""
     x = embedding_rows(embeddings, keep_float32=True)
     centres = _labeled_rows(centre_embeddings, x.shape[1])
@@ -99,7 +100,7 @@ def covering_radius(embeddings: np.ndarray, centre_embeddings: np.ndarray) -> fl
     return float(np.sqrt(nearest.max()))
 
 
-def _labeled_rows(values: np.ndarray | None, d: int) -> np.ndarray:
+def _labeled_rows(values: Array | None, d: int) -> Array:
     if values is None:
         return np.zeros((0, d))
     values = np.asarray(values, dtype=np.float64)
@@ -110,7 +111,7 @@ def _labeled_rows(values: np.ndarray | None, d: int) -> np.ndarray:
     return values
 
 
-def _heap(bound: np.ndarray, available: np.ndarray) -> list[tuple[float, int]]:
+def _heap(bound: Array, available: Array) -> list[tuple[float, int]]:
     """A max-heap (negated bounds) of the available positions; ties pop the lower position first."""
     positions = np.flatnonzero(available)
     heap = list(zip((-bound[positions]).tolist(), positions.tolist(), strict=True))
@@ -118,7 +119,7 @@ def _heap(bound: np.ndarray, available: np.ndarray) -> list[tuple[float, int]]:
     return heap
 
 
-def _nearest_to(x: np.ndarray, point: np.ndarray) -> int:
+def _nearest_to(x: Array, point: Array) -> int:
     best, best_d2 = 0, np.inf
     for start in range(0, len(x), CHUNK_ROWS):
         diff = x[start : start + CHUNK_ROWS] - point
@@ -129,7 +130,7 @@ def _nearest_to(x: np.ndarray, point: np.ndarray) -> int:
     return best
 
 
-def _refresh_all(bound: np.ndarray, x: np.ndarray, mean: np.ndarray, centres: np.ndarray) -> None:
+def _refresh_all(bound: Array, x: Array, mean: Array, centres: Array) -> None:
     """bound = min(bound, squared distance to the nearest of ``centres``), in row blocks.
 
     Rows and centres are shifted by the pool mean first, so ||a||^2 - 2ab + ||b||^2 does not cancel badly

@@ -16,12 +16,13 @@ from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import probs_and_embeddings
 from plugins.acquisition.uncertainty import margin
+from plugins.protocols import Array
 from plugins.selection.policies import topk
 
 
 def diverse_margin(
-    probs: np.ndarray, embeddings: np.ndarray, budget: int, rng: np.random.Generator, prefilter: float = 10.0
-) -> np.ndarray:
+    probs: Array, embeddings: Array, budget: int, rng: np.random.Generator, prefilter: float = 10.0
+) -> Array:
     """Positions of ``min(budget, n)`` candidates, one per cluster of the low-margin candidates.
 
     Best first: the picks are ordered by their informativeness (ties to the lower position).
@@ -39,10 +40,10 @@ def diverse_margin(
         return kept
     chosen = nearest_to_centres(x[kept], informativeness[kept], k, rng)
     picks = kept[chosen]
-    return picks[np.lexsort((picks, -informativeness[picks]))].astype(np.int64)
+    return np.asarray(picks[np.lexsort((picks, -informativeness[picks]))], dtype=np.int64)
 
 
-def nearest_to_centres(x: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def nearest_to_centres(x: Array, weights: Array, k: int, rng: np.random.Generator) -> Array:
     """``k`` distinct rows of ``x``: for each of k weighted k-means centres in turn, the nearest row not taken.
 
     A small floor on the weights keeps every row in the fit (k-means ignores rows of weight 0).

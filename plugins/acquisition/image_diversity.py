@@ -15,11 +15,12 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import embedding_rows
+from plugins.protocols import Array
 
 DEFAULT_CLUSTERS = 10
 
 
-def positions(embeddings: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+def positions(embeddings: Array, n_classes: int, rng: np.random.Generator) -> Array:
     """Each item's 0-based position in the round-robin merge; all zeros with fewer items than k."""
     x = embedding_rows(embeddings)
     k = int(n_classes) if n_classes and n_classes > 0 else DEFAULT_CLUSTERS
@@ -36,12 +37,12 @@ def positions(embeddings: np.ndarray, n_classes: int, rng: np.random.Generator) 
     return merged_positions(labels, distances)
 
 
-def image_diversity(embeddings: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+def image_diversity(embeddings: Array, n_classes: int, rng: np.random.Generator) -> Array:
     """Acquisition score: -position, so the item first in the merged order scores highest."""
     return -positions(embeddings, n_classes, rng).astype(np.float64)
 
 
-def merged_positions(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
+def merged_positions(labels: Array, distances: Array) -> Array:
     """Round-robin positions from cluster labels and distances to the own centroid (see the module doc)."""
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)

@@ -6,9 +6,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from plugins.acquisition.uncertainty import floating
+from plugins.protocols import Array
 
 
-def embedding_rows(embeddings: ArrayLike, keep_float32: bool = False) -> np.ndarray:
+def embedding_rows(embeddings: ArrayLike, keep_float32: bool = False) -> Array:
     """``embeddings`` as an (n, d) array in float64, or with ``keep_float32`` in their own floating dtype (float32
     rows stay float32, without a copy); ValueError unless they are 2-D."""
     x = floating(embeddings) if keep_float32 else np.asarray(embeddings, dtype=np.float64)
@@ -17,7 +18,7 @@ def embedding_rows(embeddings: ArrayLike, keep_float32: bool = False) -> np.ndar
     return x
 
 
-def probs_and_embeddings(probs: ArrayLike, embeddings: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def probs_and_embeddings(probs: ArrayLike, embeddings: ArrayLike) -> tuple[Array, Array]:
     """``(probs (n, C), embeddings (n, d))`` in float64; ValueError unless both are 2-D with the same n."""
     p = np.asarray(probs, dtype=np.float64)
     x = np.asarray(embeddings, dtype=np.float64)
@@ -28,7 +29,7 @@ def probs_and_embeddings(probs: ArrayLike, embeddings: ArrayLike) -> tuple[np.nd
 
 def pool_and_labeled(
     embeddings: ArrayLike, labeled_embeddings: ArrayLike, budget: int
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[Array, Array, int]:
     """``(candidates (n, d), labelled (m, d), k = min(budget, n))`` as float64, the labelled rows reshaped to d."""
     x = embedding_rows(embeddings)
     n, d = x.shape

@@ -27,6 +27,7 @@ from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import pool_and_labeled
 from plugins.neighbours import NeighbourSearch, search_for
+from plugins.protocols import Array
 
 DELTA_SAMPLE = 5000
 # Refuse graphs past this many edges (4-byte index + 4-byte value each, plus build copies): about 1-2 GB.
@@ -34,8 +35,8 @@ MAX_EDGES = 100_000_000
 
 
 def probcover(
-    embeddings: np.ndarray,
-    labeled_embeddings: np.ndarray,
+    embeddings: Array,
+    labeled_embeddings: Array,
     budget: int,
     n_classes: int,
     rng: np.random.Generator,
@@ -43,7 +44,7 @@ def probcover(
     purity: float = 0.95,
     max_neighbours: int = 32,
     neighbours: NeighbourSearch | None = None,
-) -> np.ndarray:
+) -> Array:
     """Positions of ``min(budget, n)`` candidates chosen by greedy delta-ball coverage, in the order chosen.
 
     ``rng`` only seeds the k-means and the subsample used to pick delta; with ``delta`` given the result is
@@ -90,7 +91,7 @@ def probcover(
 
 
 def purity_delta(
-    points: np.ndarray, n_classes: int, rng: np.random.Generator, purity: float = 0.95
+    points: Array, n_classes: int, rng: np.random.Generator, purity: float = 0.95
 ) -> float:
     """The largest ball radius for which at least ``purity`` of the balls hold one k-means cluster only."""
     x = np.asarray(points, dtype=np.float64)

@@ -36,9 +36,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from plugins.protocols import ListsInputs, NarrowsInputs
+from plugins.protocols import Array, ListsInputs, NarrowsInputs
 
 INPUTS = {
     "probs": "class probabilities of the candidates, (n, C)",
@@ -81,7 +79,7 @@ class PastRound:
     n_labeled: int
     test_accuracy: float | None
     accuracy_after: float | None
-    labeled_rows: np.ndarray
+    labeled_rows: Array
     record: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -89,7 +87,7 @@ class PastRound:
 class Decision:
     """An answer (scores, or a batch strategy's positions) with a JSON-serialisable record of the round."""
 
-    answer: np.ndarray
+    answer: Array
     record: Mapping[str, Any]
 
 

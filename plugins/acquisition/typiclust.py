@@ -17,6 +17,7 @@ from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import pool_and_labeled
 from plugins.neighbours import NeighbourSearch, faiss_module
+from plugins.protocols import Array
 
 # Above this many clusters full k-means gets slow; the paper's runs switch to mini-batch k-means there. Here
 # faiss's k-means takes over instead (float32, KMEANS_ITERATIONS Lloyd steps from a seeded start, fitted on a
@@ -28,12 +29,12 @@ KMEANS_POINTS_PER_CLUSTER = 40
 
 
 def typiclust(
-    embeddings: np.ndarray,
-    labeled_embeddings: np.ndarray,
+    embeddings: Array,
+    labeled_embeddings: Array,
     budget: int,
     rng: np.random.Generator,
     k_neighbors: int = 20,
-) -> np.ndarray:
+) -> Array:
     """Positions of ``min(budget, n)`` candidates, one typical point per uncovered cluster, largest first."""
     x, labeled, k = pool_and_labeled(embeddings, labeled_embeddings, budget)
     if k == 0:
@@ -49,7 +50,7 @@ def typiclust(
     covered = np.bincount(labeled_labels, minlength=n_clusters)
     left = np.bincount(candidate_labels, minlength=n_clusters)  # candidates not yet picked, per cluster
 
-    typicality: dict[int, np.ndarray] = {}
+    typicality: dict[int, Array] = {}
     taken = np.zeros(n, dtype=bool)
     chosen = np.empty(k, dtype=np.int64)
     for step in range(k):
@@ -69,7 +70,7 @@ def typiclust(
     return chosen
 
 
-def kmeans_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans_labels(x: Array, n_clusters: int, rng: np.random.Generator) -> Array:
     """Seeded k-means labels (faiss's k-means above ``FULL_KMEANS_MAX_CLUSTERS`` clusters)."""
     seed = int(rng.integers(2**31 - 1))
     n_clusters = max(1, min(int(n_clusters), len(x)))
@@ -82,10 +83,10 @@ def kmeans_labels(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> n
         model.train(points)
         labels = model.index.search(points, 1)[1][:, 0]
     # Relabel to 0..K'-1 so that empty clusters (possible with mini-batch) leave no gaps.
-    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    return np.asarray(np.unique(labels, return_inverse=True)[1], dtype=np.int64)
 
 
-def typicality_scores(points: np.ndarray, k_neighbors: int = 20) -> np.ndarray:
+def typicality_scores(points: Array, k_neighbors: int = 20) -> Array:
     """1 / mean distance to the ``min(k_neighbors, len - 1)`` nearest other points (1 for a lone point), per row
     of ``points`` in row order (typiclust slices the candidates off the front)."""
     if len(points) < 2:
@@ -94,4 +95,4 @@ def typicality_scores(points: np.ndarray, k_neighbors: int = 20) -> np.ndarray:
     # One cluster's points: a set of its own, searched exactly. Column 0 is the point itself (distance 0);
     # duplicates can make the mean 0, hence the floor.
     _, distances = NeighbourSearch().over(points, share=False).search(k + 1, points)
-    return 1.0 / np.maximum(distances[:, 1:].mean(axis=1), 1e-12)
+    return np.asarray(1.0 / np.maximum(distances[:, 1:].mean(axis=1), 1e-12))

@@ -15,35 +15,37 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from plugins.protocols import Array
+
 # Rows per block: a block of 10 float32 columns fits in the CPU's L2 cache with its temporaries.
 BLOCK_ROWS = 16384
 
 
-def entropy(probs: np.ndarray) -> np.ndarray:
+def entropy(probs: Array) -> Array:
     """Shannon entropy -sum_c p log p in nats, with 0 log 0 = 0."""
 
-    def block_entropy(p: np.ndarray) -> np.ndarray:
+    def block_entropy(p: Array) -> Array:
         logs = np.log(p, out=np.zeros_like(p), where=p > 0)
         logs *= p
-        return -logs.sum(axis=1)
+        return np.asarray(-logs.sum(axis=1))
 
     return by_blocks(probs, block_entropy)
 
 
-def least_confidence(probs: np.ndarray) -> np.ndarray:
+def least_confidence(probs: Array) -> Array:
     """1 - max_c p."""
 
-    def block_least_confidence(p: np.ndarray) -> np.ndarray:
+    def block_least_confidence(p: Array) -> Array:
         top = column_extremes(p)[0]
         return np.subtract(1, top, out=top)
 
     return by_blocks(probs, block_least_confidence)
 
 
-def margin(probs: np.ndarray) -> np.ndarray:
+def margin(probs: Array) -> Array:
     """-(top1 - top2): the smallest gap between the two most likely classes scores highest."""
 
-    def block_margin(p: np.ndarray) -> np.ndarray:
+    def block_margin(p: Array) -> Array:
         if p.shape[1] < 2:
             return np.zeros(len(p), dtype=p.dtype)
         top1, top2 = column_extremes(p)
@@ -52,18 +54,18 @@ def margin(probs: np.ndarray) -> np.ndarray:
     return by_blocks(probs, block_margin)
 
 
-def variance(probs: np.ndarray) -> np.ndarray:
+def variance(probs: Array) -> Array:
     """-var_c p: the flattest class distribution scores highest."""
     return by_blocks(probs, lambda p: -p.var(axis=1))
 
 
-def floating(values: ArrayLike) -> np.ndarray:
+def floating(values: ArrayLike) -> Array:
     """``values`` as an array in its own floating dtype, or in float64 when it has none."""
     array = np.asarray(values)
     return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
 
 
-def by_blocks(probs: np.ndarray, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def by_blocks(probs: Array, score: Callable[[Array], Array]) -> Array:
     """``score`` applied to blocks of BLOCK_ROWS rows of (n, C) ``probs``; one value per row, in probs' dtype."""
     p = floating(probs)
     if p.ndim != 2:
@@ -74,7 +76,7 @@ def by_blocks(probs: np.ndarray, score: Callable[[np.ndarray], np.ndarray]) -> n
     return out
 
 
-def column_extremes(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def column_extremes(p: Array) -> tuple[Array, Array]:
     """Per row, the largest and second-largest value (equal when the top is tied), exact in any order.
 
     One pass over the class columns of the transposed block: with few classes that is several times faster than

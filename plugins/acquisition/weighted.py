@@ -15,9 +15,10 @@ import numpy as np
 from scipy.stats import rankdata
 
 from plugins.acquisition.combine import Component, metric_names, union_inputs
+from plugins.protocols import Array
 
 
-def normalised_ranks(values: np.ndarray) -> np.ndarray:
+def normalised_ranks(values: Array) -> Array:
     """(rank - 1) / (n - 1) with average ranks for ties, higher value = higher rank; 0.5 when n = 1."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1:
@@ -26,10 +27,10 @@ def normalised_ranks(values: np.ndarray) -> np.ndarray:
         raise ValueError("a score column holds NaN")
     if len(v) == 1:
         return np.full(1, 0.5)
-    return (rankdata(v, method="average") - 1.0) / max(len(v) - 1, 1)
+    return np.asarray((rankdata(v, method="average") - 1.0) / max(len(v) - 1, 1))
 
 
-def rank_sum(columns: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+def rank_sum(columns: dict[str, Array], weights: dict[str, float]) -> Array:
     """sum over names of weights[name] * normalised_ranks(columns[name]); higher = label first.
 
     A negative weight makes its column a penalty.
@@ -50,7 +51,7 @@ def rank_sum(columns: dict[str, np.ndarray], weights: dict[str, float]) -> np.nd
     return total
 
 
-def neutral_fill(values: np.ndarray) -> np.ndarray:
+def neutral_fill(values: Array) -> Array:
     """A metric column with items it could not score set to the median, so they neither win nor lose by it."""
     values = np.asarray(values, dtype=np.float64)
     missing = np.isnan(values)
@@ -91,7 +92,7 @@ class WeightedRankSum:
         """The metric columns weighed here, then those the functions read (a nested combination may read some)."""
         return [*self.metrics.values(), *metric_names(self.functions.values())]
 
-    def __call__(self, **inputs: Any) -> np.ndarray:
+    def __call__(self, **inputs: Any) -> Array:
         columns = {}
         for name, component in self.functions.items():
             columns[name] = np.asarray(component(inputs), dtype=np.float64)

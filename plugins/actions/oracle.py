@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.protocols import Array
 
-def reveal(truth: np.ndarray) -> np.ndarray:
+
+def reveal(truth: Array) -> Array:
     """The labels an ideal annotator gives the selected items: their truth. Items without truth are an error."""
     labels = np.asarray(truth, dtype=np.int64)
     if (labels < 0).any():
@@ -17,7 +19,7 @@ def reveal(truth: np.ndarray) -> np.ndarray:
     return labels
 
 
-def noisy(truth: np.ndarray, rng: np.random.Generator, n_classes: int, flip_rate: float = 0.1) -> np.ndarray:
+def noisy(truth: Array, rng: np.random.Generator, n_classes: int, flip_rate: float = 0.1) -> Array:
     """An annotator who errs: each label is, with probability ``flip_rate``, one of the other classes (uniform)."""
     if not 0.0 <= flip_rate <= 1.0:
         raise ValueError(f"flip_rate={flip_rate} must lie in [0, 1]")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.errors import InputError
+from plugins.protocols import Array
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 QUALITY = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
@@ -29,7 +30,7 @@ class FindIssues:
         self.filter_by = filter_by
         self.quality = quality
 
-    def __call__(self, labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, labels: Array, pred_probs: Array) -> tuple[Array, Array]:
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins.protocols import Embedder, EmbedsItems
+from plugins.protocols import Array, Embedder, EmbedsItems
 
 log = logging.getLogger("runner")
 
@@ -29,7 +29,7 @@ class ModelEmbedding:
         self.fallback = fallback
         self._told = False
 
-    def embed_with(self, model: Any | None, images: np.ndarray) -> np.ndarray | None:
+    def embed_with(self, model: Any | None, images: Array) -> Array | None:
         if isinstance(model, EmbedsItems):
             return np.asarray(model.embed(images), dtype=np.float64)
         if not self._told:

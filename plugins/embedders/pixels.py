@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from plugins.metrics.embedding_space import distinct_rows, row_digests
-from plugins.protocols import BlockMap
+from plugins.protocols import Array, BlockMap
 
 COVARIANCE_MAX_PIXELS = 2048
 EXACT_MAX_RANK = 1000
@@ -56,7 +56,7 @@ class PixelPCA:
         self.random_state = int(random_state)
         self.stream_above = None if stream_above is None else int(stream_above)
 
-    def fit_transform(self, images: Any, map_blocks: BlockMap | None = None) -> np.ndarray:
+    def fit_transform(self, images: Any, map_blocks: BlockMap | None = None) -> Array:
         """(n, H, W[, C]) images -> (n, d) float32 embeddings, d = min(n_components, finite items, pixels)."""
         if self.stream_above is not None and len(images) > self.stream_above:
             return self._streamed(images, map_blocks or (lambda function, blocks: [function(b) for b in blocks]))
@@ -82,7 +82,7 @@ class PixelPCA:
         out[finite] = projected
         return out
 
-    def _streamed(self, images: Any, map_blocks: BlockMap) -> np.ndarray:
+    def _streamed(self, images: Any, map_blocks: BlockMap) -> Array:
         n = len(images)
         if len(images.shape) < 2:
             raise ValueError(f"images must have shape (n, H, W[, C]), got {images.shape}")
@@ -113,25 +113,25 @@ class PixelPCA:
         return out
 
 
-def _block_pixels(images: Any, block: slice) -> tuple[np.ndarray, np.ndarray]:
+def _block_pixels(images: Any, block: slice) -> tuple[Array, Array]:
     flat = np.asarray(images[block], dtype=np.float32).reshape(block.stop - block.start, -1)
     return flat, np.all(np.isfinite(flat), axis=1)
 
 
-def _block_sums(images: Any, block: slice) -> tuple[int, np.ndarray, np.ndarray]:
+def _block_sums(images: Any, block: slice) -> tuple[int, Array, Array]:
     """Finite items, their pixel sums (float64), and a digest of every item's pixels."""
     flat, finite = _block_pixels(images, block)
     return int(finite.sum()), flat[finite].sum(axis=0, dtype=np.float64), row_digests(flat)
 
 
-def _block_scatter(images: Any, block: slice, mean: np.ndarray) -> np.ndarray:
+def _block_scatter(images: Any, block: slice, mean: Array) -> Array:
     flat, finite = _block_pixels(images, block)
     # float32 products inside a block (half the time of float64), float64 sums across blocks.
-    centred = flat[finite] - mean.astype(np.float32)
-    return (centred.T @ centred).astype(np.float64)
+    centred: Array = flat[finite] - mean.astype(np.float32)
+    return np.asarray(centred.T @ centred, dtype=np.float64)
 
 
-def _block_project(images: Any, block: slice, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+def _block_project(images: Any, block: slice, mean: Array, components: Array) -> Array:
     flat, finite = _block_pixels(images, block)
     out = np.full((len(flat), len(components)), np.nan, dtype=np.float32)
     out[finite] = (flat[finite] - mean.astype(np.float32)) @ components.T.astype(np.float32)

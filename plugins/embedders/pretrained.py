@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from plugins.errors import InputError
+from plugins.protocols import Array
 
 
 def check_available(path: str) -> None:
@@ -76,7 +77,7 @@ class LocalWeights:
             self._module = program.module()
         return self._module
 
-    def _fit_input(self, x: np.ndarray) -> np.ndarray:
+    def _fit_input(self, x: Array) -> Array:
         """``x`` (n, C, H, W) made to fit the exported input: channels repeated for a colour encoder, or a
         one-line refusal naming both shapes."""
         shape = self._shape
@@ -96,7 +97,7 @@ class LocalWeights:
             )
         return x
 
-    def fit_transform(self, images: np.ndarray) -> np.ndarray:
+    def fit_transform(self, images: Array) -> Array:
         """(n, H, W) or (n, H, W, C) images in [0, 1] -> (n, d) float32 embeddings, batch by batch."""
         import torch
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from plugins.errors import InputError
 from plugins.filters.masks import has_tags, in_stages, metric_range, not_near_duplicate, predicted_class
-from plugins.protocols import FilterInputs
+from plugins.protocols import Array, FilterInputs
 
 log = logging.getLogger("runner")
 
@@ -75,18 +75,18 @@ class CandidateFilter:
         """``filters.classes`` as class indices (names or indices accepted); InputError for an unknown class."""
         return None if self.classes is None else _class_indices(self.classes, class_names)
 
-    def apply(self, candidates: np.ndarray, inputs: FilterInputs) -> np.ndarray:
+    def apply(self, candidates: Array, inputs: FilterInputs) -> Array:
         """The candidates that pass every configured filter, in their original order."""
         return self.screen(candidates, inputs)[0]
 
-    def screen(self, candidates: np.ndarray, inputs: FilterInputs) -> tuple[np.ndarray, list[Removal]]:
+    def screen(self, candidates: Array, inputs: FilterInputs) -> tuple[Array, list[Removal]]:
         """The candidates that pass every configured filter (in their original order), and what each filter
         removed, with why. Each filter judges every candidate, so an item two filters reject is in both."""
         if not self.active or len(candidates) == 0:
             return candidates, []
         removals: list[Removal] = []
 
-        def judge(keep: np.ndarray, key: str, reason: str, values: Sequence[Any] | None = None) -> np.ndarray:
+        def judge(keep: Array, key: str, reason: str, values: Sequence[Any] | Array | None = None) -> Array:
             dropped = np.flatnonzero(~keep)
             judged = [] if values is None else [_plain(values[int(i)]) for i in dropped]
             removals.append(Removal(key, reason, candidates[dropped], judged))
@@ -141,7 +141,7 @@ class Removal:
 
     filter: str  # the filters key that rejected them, e.g. ``metrics.brightness``
     reason: str  # why, in words
-    items: np.ndarray  # the rejected candidates' item indices, in candidate order
+    items: Array  # the rejected candidates' item indices, in candidate order
     values: list[Any]  # per rejected item, the value the filter judged (empty where there is none to show)
 
 

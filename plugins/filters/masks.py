@@ -12,9 +12,10 @@ import numpy as np
 
 from plugins.metrics.embedding_space import l2_normalise, nearest
 from plugins.neighbours import NeighbourSearch, search_for
+from plugins.protocols import Array
 
 
-def metric_range(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+def metric_range(values: Array, low: float | None = None, high: float | None = None) -> Array:
     """``low <= value <= high`` (both inclusive); a None bound is open; NaN never passes."""
     v = np.asarray(values, dtype=np.float64)
     keep = ~np.isnan(v)  # NaN is the only value no range can contain; infinities compare normally
@@ -30,7 +31,7 @@ def has_tags(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     require_all: bool = False,
-) -> np.ndarray:
+) -> Array:
     """Keep items carrying any ``include`` tag (all of them with ``require_all``) and no ``exclude`` tag.
 
     An empty or None ``include`` accepts every item; an item whose tags are None has no tags.
@@ -47,7 +48,7 @@ def has_tags(
     return keep
 
 
-def in_stages(stages: np.ndarray, allowed: str | Iterable[str] | None) -> np.ndarray:
+def in_stages(stages: Array, allowed: str | Iterable[str] | None) -> Array:
     """Keep items whose workflow stage is one of ``allowed`` (a single name is accepted too)."""
     stages = np.asarray(stages)
     if allowed is None:
@@ -56,7 +57,7 @@ def in_stages(stages: np.ndarray, allowed: str | Iterable[str] | None) -> np.nda
     return np.isin(stages.astype(str), np.asarray(names, dtype=str))
 
 
-def predicted_class(probs: np.ndarray, classes: Iterable[int] | None) -> np.ndarray:
+def predicted_class(probs: Array, classes: Iterable[int] | None) -> Array:
     """Keep items whose predicted class (argmax, ties to the lower class index) is in ``classes``.
 
     Rows with a non-finite probability have no trustworthy prediction and are dropped.
@@ -68,16 +69,16 @@ def predicted_class(probs: np.ndarray, classes: Iterable[int] | None) -> np.ndar
         return np.ones(len(p), dtype=bool)
     finite = np.isfinite(p).all(axis=1)
     predicted = np.where(finite, np.nan_to_num(p).argmax(axis=1) if p.shape[1] else -1, -1)
-    return finite & np.isin(predicted, np.asarray(list(classes), dtype=np.int64))
+    return np.asarray(finite & np.isin(predicted, np.asarray(list(classes), dtype=np.int64)))
 
 
 def not_near_duplicate(
-    candidate_embeddings: np.ndarray,
-    reference_embeddings: np.ndarray | None,
+    candidate_embeddings: Array,
+    reference_embeddings: Array | None,
     threshold: float,
     within_candidates: bool = False,
     neighbours: NeighbourSearch | None = None,
-) -> np.ndarray:
+) -> Array:
     """Keep candidates with no reference row within ``threshold`` on L2-normalised embeddings.
 
     Distances are Euclidean between rows divided by their norms (as in ``plugins.metrics.uniqueness``); a
@@ -104,7 +105,7 @@ def not_near_duplicate(
     return keep
 
 
-def _drop_later_duplicates(unit: np.ndarray, checked: np.ndarray, keep: np.ndarray, threshold: float,
+def _drop_later_duplicates(unit: Array, checked: Array, keep: Array, threshold: float,
                            neighbours: NeighbourSearch) -> None:
     """Greedy in position order: drop a kept candidate with a kept earlier candidate within ``threshold``."""
     points = unit[checked]

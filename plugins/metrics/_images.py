@@ -17,6 +17,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from plugins.protocols import Array
 from plugins.sources.dataset import StoredImages
 
 # ITU-R BT.601 luma weights: what OpenCV and Pillow use for RGB -> gray, so intensities match the usual tools.
@@ -25,10 +26,10 @@ COLOUR_CHANNELS = (1, 3, 4)
 # Pixels per batch (about 32 MiB of float64 per temporary): bounds memory whatever the image size.
 MAX_BATCH_PIXELS = 1 << 22
 
-Images = np.ndarray | StoredImages | Sequence[Any]
+Images = Array | StoredImages | Sequence[Any]
 
 
-def is_stacked(images: Images) -> TypeGuard[np.ndarray | StoredImages]:
+def is_stacked(images: Images) -> TypeGuard[Array | StoredImages]:
     """True for one numeric array holding every item; False for a list of per-item arrays."""
     return isinstance(images, np.ndarray | StoredImages) and images.dtype != object
 
@@ -46,7 +47,7 @@ def item_shape_ok(shape: tuple[int, ...]) -> bool:
     return False
 
 
-def item_array(item: Any) -> np.ndarray | None:
+def item_array(item: Any) -> Array | None:
     """One list item as a numeric array of an accepted shape, or None when it is not one."""
     try:
         arr = np.asarray(item)
@@ -72,7 +73,7 @@ def item_shapes(images: Images) -> list[tuple[int, ...] | None]:
     return shapes
 
 
-def to_gray255(batch: np.ndarray) -> np.ndarray:
+def to_gray255(batch: Array) -> Array:
     """(m, H, W[, C]) pixels -> (m, H, W) float64 gray intensities on the 0..255 scale."""
     scale = 1.0 if np.issubdtype(batch.dtype, np.integer) else 255.0
     if batch.ndim == 4 and batch.shape[3] == 1:
@@ -87,7 +88,7 @@ def to_gray255(batch: np.ndarray) -> np.ndarray:
     return gray
 
 
-def gray_batches(images: Images) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def gray_batches(images: Images) -> Iterator[tuple[Array, Array, Array]]:
     """Yield ``(positions, gray, finite)`` for every measurable item, in batches of at most MAX_BATCH_PIXELS.
 
     ``gray`` is (m, H, W) float64 on 0..255; items with a non-finite pixel have ``finite`` False and their
@@ -98,7 +99,7 @@ def gray_batches(images: Images) -> Iterator[tuple[np.ndarray, np.ndarray, np.nd
         shapes = item_shapes(images[:0]) if count(images) == 0 else item_shapes(images[:1])
         if count(images) == 0 or shapes[0] is None:
             return
-        groups: list[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]] = [
+        groups: list[tuple[Array, Callable[[Array], Array]]] = [
             (np.arange(count(images)), lambda pos: images[pos[0] : pos[-1] + 1])
         ]
     else:
@@ -109,7 +110,7 @@ def gray_batches(images: Images) -> Iterator[tuple[np.ndarray, np.ndarray, np.nd
             if arr is not None:
                 by_key.setdefault((arr.shape, np.issubdtype(arr.dtype, np.integer)), []).append(i)
 
-        def stack(pos: np.ndarray) -> np.ndarray:
+        def stack(pos: Array) -> Array:
             return np.stack([arrays[i] for i in pos])
 
         groups = [(np.asarray(idx), stack) for idx in by_key.values()]
@@ -120,7 +121,7 @@ def gray_batches(images: Images) -> Iterator[tuple[np.ndarray, np.ndarray, np.nd
         for start in range(0, len(positions), step):
             pos = positions[start : start + step]
             gray = to_gray255(fetch(pos))
-            finite = np.isfinite(gray).all(axis=(1, 2))
+            finite = np.asarray(np.isfinite(gray).all(axis=(1, 2)))
             if not finite.all():
                 gray[~finite] = 0.0
             yield pos, gray, finite
@@ -132,7 +133,7 @@ def _shape_of(images: Images, i: int) -> tuple[int, ...]:
     return tuple(np.shape(images[i]))
 
 
-def per_item(images: Images, measure: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def per_item(images: Images, measure: Callable[[Array], Array]) -> Array:
     """Apply ``measure`` ((m, H, W) gray 0..255 -> (m,)) batch-wise; NaN for every item it cannot see."""
     out = np.full(count(images), np.nan)
     for positions, gray, finite in gray_batches(images):
@@ -142,7 +143,7 @@ def per_item(images: Images, measure: Callable[[np.ndarray], np.ndarray]) -> np.
     return out
 
 
-def invalid_items(images: Images) -> np.ndarray:
+def invalid_items(images: Images) -> Array:
     """Boolean mask, True where an item cannot be measured: unusable shape or type, or a non-finite pixel.
 
     Geometry metrics need only the shape, so they stay defined for items with non-finite pixels; intensity and

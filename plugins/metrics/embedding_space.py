@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from plugins.neighbours import NeighbourSearch, search_for
+from plugins.protocols import Array
 
 
-def l2_normalise(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def l2_normalise(embeddings: Array) -> tuple[Array, Array]:
     """``(unit, finite)``: each row divided by its Euclidean norm, in float64.
 
     Rows with a non-finite entry are marked ``finite`` False and set to zero (callers leave them out);
@@ -27,8 +28,8 @@ def l2_normalise(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def distinct_rows(
-    rows: np.ndarray, return_inverse: bool = False
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    rows: Array, return_inverse: bool = False
+) -> Array | tuple[Array, Array]:
     """Position of the first occurrence of every distinct row, in order of first occurrence.
 
     With ``return_inverse`` also, for every row, the index into that result of the row it copies.
@@ -47,7 +48,7 @@ def distinct_rows(
     return first[order], rank[inverse.reshape(-1)]
 
 
-def row_digests(rows: Any, block: int = 1 << 14) -> np.ndarray:
+def row_digests(rows: Any, block: int = 1 << 14) -> Array:
     """A 16-byte digest of each row's bytes (an (n, ...) array or anything sliced like one), as ``S16``."""
     out = np.empty(len(rows), dtype="S16")
     for start in range(0, len(rows), block):
@@ -60,8 +61,8 @@ def row_digests(rows: Any, block: int = 1 << 14) -> np.ndarray:
 
 
 def nearest(
-    query: np.ndarray, reference: np.ndarray, exclude_self: bool = False, neighbours: NeighbourSearch | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+    query: Array, reference: Array, exclude_self: bool = False, neighbours: NeighbourSearch | None = None
+) -> tuple[Array, Array]:
     """``(distance, index)`` of each query row's nearest reference row (Euclidean).
 
     The neighbour comes from the shared index over ``reference`` (``plugins.neighbours``; exact unless the

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.metrics._images import Images, count, is_stacked, item_shapes
+from plugins.protocols import Array
 
 
-def _widths_heights(images: Images) -> tuple[np.ndarray, np.ndarray]:
+def _widths_heights(images: Images) -> tuple[Array, Array]:
     if is_stacked(images):
         # One shape for all: no per-item work, whatever n is.
         shape = item_shapes(images[:1])[0] if count(images) else None
@@ -19,13 +20,13 @@ def _widths_heights(images: Images) -> tuple[np.ndarray, np.ndarray]:
     return w, h
 
 
-def aspect_ratio(images: Images) -> np.ndarray:
+def aspect_ratio(images: Images) -> Array:
     """Width / height in pixels per item (rows are the height); NaN for an item of unusable shape."""
     w, h = _widths_heights(images)
     return w / h
 
 
-def area(images: Images) -> np.ndarray:
+def area(images: Images) -> Array:
     """Width * height in pixels per item; NaN for an item of unusable shape."""
     w, h = _widths_heights(images)
     return w * h

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from plugins.metrics._images import Images, per_item
+from plugins.protocols import Array
 
 
-def brightness(images: Images) -> np.ndarray:
+def brightness(images: Images) -> Array:
     """Mean gray intensity / 255, in [0, 1]: 0 for black, 1 for white. NaN for an unmeasurable item."""
     return per_item(images, lambda gray: gray.mean(axis=(1, 2)) / 255.0)
 
 
-def contrast(images: Images) -> np.ndarray:
+def contrast(images: Images) -> Array:
     """Population standard deviation (ddof=0) of the gray intensities / 255, in [0, 0.5]; 0 when flat."""
     return per_item(images, lambda gray: gray.std(axis=(1, 2)) / 255.0)

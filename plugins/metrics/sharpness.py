@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.metrics._images import Images, per_item
+from plugins.protocols import Array
 
 
-def laplacian_variance(gray: np.ndarray) -> np.ndarray:
+def laplacian_variance(gray: Array) -> Array:
     """(m, H, W) gray 0..255 -> (m,) variance of the valid 3x3 Laplacian response (NaN below 3x3)."""
     if gray.shape[1] < 3 or gray.shape[2] < 3:
         return np.full(gray.shape[0], np.nan)
@@ -23,10 +24,10 @@ def laplacian_variance(gray: np.ndarray) -> np.ndarray:
     response += gray[:, 1:-1, :-2]
     response += gray[:, 1:-1, 2:]
     response -= 4.0 * centre
-    return response.var(axis=(1, 2))
+    return np.asarray(response.var(axis=(1, 2)))
 
 
-def sharpness(images: Images) -> np.ndarray:
+def sharpness(images: Images) -> Array:
     """Variance of the 3x3 Laplacian over the valid interior, on 0..255 intensities (0 for a flat image).
 
     Unbounded above: a 0/255 checkerboard scores 1020**2 = 1,040,400.
@@ -34,7 +35,7 @@ def sharpness(images: Images) -> np.ndarray:
     return per_item(images, laplacian_variance)
 
 
-def blur(images: Images) -> np.ndarray:
+def blur(images: Images) -> Array:
     """Encord Active's blur: ``1 - sharpness``, i.e. one minus the Laplacian variance on 0..255 intensities.
 
     It is not normalised: a flat image scores 1 (the maximum) and sharper images score ever more negative

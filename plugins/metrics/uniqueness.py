@@ -16,9 +16,10 @@ import numpy as np
 
 from plugins.metrics.embedding_space import distinct_rows, l2_normalise, nearest
 from plugins.neighbours import NeighbourSearch
+from plugins.protocols import Array
 
 
-def uniqueness(embeddings: np.ndarray, neighbours: NeighbourSearch | None = None) -> np.ndarray:
+def uniqueness(embeddings: Array, neighbours: NeighbourSearch | None = None) -> Array:
     """Distance from each item to its nearest neighbour on L2-normalised embeddings, with exact duplicates 0.
 
     Returns (n,) float in [0, 2]; NaN for rows with non-finite entries and for an item with no other distinct
@@ -43,7 +44,7 @@ def uniqueness(embeddings: np.ndarray, neighbours: NeighbourSearch | None = None
     return out
 
 
-def near_duplicate(embeddings: np.ndarray, threshold: float, neighbours: NeighbourSearch | None = None) -> np.ndarray:
+def near_duplicate(embeddings: Array, threshold: float, neighbours: NeighbourSearch | None = None) -> Array:
     """Boolean (n,): ``uniqueness(embeddings) <= threshold``; NaN uniqueness is never flagged.
 
     So every copy of an exact duplicate but the first is flagged, and the first only when it also has a near

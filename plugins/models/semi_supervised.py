@@ -16,6 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.semi_supervised import LabelSpreading
 
 from plugins.embedders.pixels import pca_solver
+from plugins.protocols import Array
 
 
 class LabelSpreadingClassifier:
@@ -37,7 +38,7 @@ class LabelSpreadingClassifier:
         self.pca_: PCA | None = None
         self.spreading_: LabelSpreading | None = None
 
-    def fit(self, X: np.ndarray, y: np.ndarray, unlabeled: np.ndarray | None = None) -> LabelSpreadingClassifier:
+    def fit(self, X: Array, y: Array, unlabeled: Array | None = None) -> LabelSpreadingClassifier:
         labelled = _rows(X)
         pool = _rows(unlabeled) if unlabeled is not None and len(unlabeled) else labelled[:0]
         every = np.concatenate([labelled, pool])
@@ -52,7 +53,7 @@ class LabelSpreadingClassifier:
         np.nan_to_num(self.spreading_.label_distributions_, copy=False, nan=0.0)
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: Array) -> Array:
         if self.pca_ is None or self.spreading_ is None:
             raise RuntimeError("predict_proba called before fit")
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -62,14 +63,14 @@ class LabelSpreadingClassifier:
         # An item whose neighbours carry no label at all: nothing is known, every class is as likely.
         empty = probs.sum(axis=1) <= 0
         probs[empty] = 1.0 / self.n_classes
-        return probs / probs.sum(axis=1, keepdims=True)
+        return np.asarray(probs / probs.sum(axis=1, keepdims=True))
 
-    def embed(self, X: np.ndarray) -> np.ndarray:
+    def embed(self, X: Array) -> Array:
         """The PCA coordinates the graph is built on."""
         if self.pca_ is None:
             raise RuntimeError("embed called before fit")
-        return self.pca_.transform(_rows(X))
+        return np.asarray(self.pca_.transform(_rows(X)))
 
 
-def _rows(X: np.ndarray) -> np.ndarray:
+def _rows(X: Array) -> Array:
     return np.asarray(X, dtype=np.float64).reshape(len(X), -1)

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.base import clone
 
 from plugins.errors import InputError
+from plugins.protocols import Array
 
 
 class SklearnClassifier:
@@ -35,9 +36,9 @@ class SklearnClassifier:
         self.n_classes = n_classes
         self.random_state = random_state
         self.fitted_: Any = None
-        self.classes_: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.classes_: Array = np.zeros(0, dtype=np.int64)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> SklearnClassifier:
+    def fit(self, X: Array, y: Array) -> SklearnClassifier:
         self.classes_, encoded = np.unique(np.asarray(y, dtype=np.int64), return_inverse=True)
         if len(self.classes_) == 1:
             # scikit-learn refuses a single class; the only honest prediction is that class.
@@ -55,7 +56,7 @@ class SklearnClassifier:
             self.fitted_ = estimator.fit(_float64_rows(X), encoded)
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: Array) -> Array:
         probs = np.zeros((len(X), self.n_classes), dtype=np.float64)
         if len(self.classes_) == 1:
             probs[:, self.classes_[0]] = 1.0
@@ -67,24 +68,24 @@ class SklearnClassifier:
         )
         return probs
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: Array) -> Array:
         """Class indices as the estimator decides them."""
         if len(self.classes_) == 1:
             return np.full(len(X), self.classes_[0], dtype=np.int64)
         if self.fitted_ is None:
             raise RuntimeError("predict called before fit")
-        return self.classes_[np.asarray(self.fitted_.predict(_float64_rows(X)), dtype=np.int64).reshape(-1)]
+        return np.asarray(self.classes_[np.asarray(self.fitted_.predict(_float64_rows(X)), dtype=np.int64).reshape(-1)])
 
-    def embed(self, X: np.ndarray) -> np.ndarray:
+    def embed(self, X: Array) -> Array:
         """The raw features the estimator sees (flattened pixels)."""
         return _rows(X)
 
 
-def _rows(X: np.ndarray) -> np.ndarray:
+def _rows(X: Array) -> Array:
     return np.asarray(X).reshape(len(X), -1)
 
 
-def _float64_rows(X: np.ndarray) -> np.ndarray:
+def _float64_rows(X: Array) -> Array:
     """Rows in float64 for fitting and predicting.
 
     Several estimators (LogisticRegression among them) keep float32 input in float32, and an iterative solver

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from plugins.protocols import Array
+
 
 class TorchClassifier:
     def __init__(
@@ -55,7 +57,7 @@ class TorchClassifier:
         self.module_: nn.Module | None = None
 
     # --- training ---------------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray) -> TorchClassifier:
+    def fit(self, X: Array, y: Array) -> TorchClassifier:
         inputs = _as_tensor(X)
         targets = torch.as_tensor(np.asarray(y), dtype=torch.long)
         generator = torch.Generator().manual_seed(self.random_state)
@@ -82,16 +84,16 @@ class TorchClassifier:
         return self
 
     # --- prediction -------------------------------------------------------------------------------
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: Array) -> Array:
         if self.predict_mc_samples:
-            return self.predict_proba_samples(X, self.predict_mc_samples).mean(axis=0)
+            return np.asarray(self.predict_proba_samples(X, self.predict_mc_samples).mean(axis=0))
         module = self._fitted()
         module.eval()
         with torch.no_grad():
             out = [torch.softmax(module(chunk), dim=1) for chunk in self._chunks(X)]
         return torch.cat(out).double().numpy()
 
-    def predict_proba_samples(self, X: np.ndarray, T: int) -> np.ndarray:
+    def predict_proba_samples(self, X: Array, T: int) -> Array:
         """(T, n, C) class probabilities under T independent dropout masks."""
         module = self._fitted()
         # getattr, not a protocol: nn.Module hands out sub-modules through __getattr__, which an isinstance check
@@ -113,7 +115,7 @@ class TorchClassifier:
         module.eval()
         return torch.cat(samples, dim=1).double().numpy()
 
-    def embed(self, X: np.ndarray) -> np.ndarray:
+    def embed(self, X: Array) -> Array:
         """Penultimate-layer activations when the module exposes ``embed``, else its logits."""
         module = self._fitted()
         module.eval()
@@ -126,7 +128,7 @@ class TorchClassifier:
             raise RuntimeError("the model must be fitted before it predicts")
         return self.module_
 
-    def _chunks(self, X: np.ndarray) -> Iterator[torch.Tensor]:
+    def _chunks(self, X: Array) -> Iterator[torch.Tensor]:
         for start in range(0, len(X), self.predict_batch_size):
             yield _as_tensor(X[start : start + self.predict_batch_size])
 
@@ -141,7 +143,7 @@ def _shifted(images: torch.Tensor, shift: int, generator: torch.Generator) -> to
     return torch.stack([padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)])
 
 
-def _as_tensor(X: np.ndarray) -> torch.Tensor:
+def _as_tensor(X: Array) -> torch.Tensor:
     """(n, H, W) -> (n, 1, H, W); (n, H, W, C) -> (n, C, H, W); float32."""
     array = np.asarray(X, dtype=np.float32)
     if array.ndim == 3:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.errors import InputError
+from plugins.protocols import Array
 
 
-def split_items(labels: np.ndarray, test_size: int, rng: np.random.Generator) -> np.ndarray:
+def split_items(labels: Array, test_size: int, rng: np.random.Generator) -> Array:
     """``"pool"``/``"test"`` per item: a seeded split of ``test_size`` test items, stratified by label when every
     item has one."""
     from sklearn.model_selection import train_test_split
@@ -23,7 +24,7 @@ def split_items(labels: np.ndarray, test_size: int, rng: np.random.Generator) ->
     return split.astype(str)
 
 
-def class_balanced_sample(pool: np.ndarray, labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def class_balanced_sample(pool: Array, labels: Array, k: int, rng: np.random.Generator) -> Array:
     """``k`` pool indices spread evenly over the classes present (the remainder to random classes), sorted."""
     if k == 0:
         return np.zeros(0, dtype=np.int64)

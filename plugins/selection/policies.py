@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.protocols import Array
+
 POLICY_INPUTS = frozenset({"scores", "budget", "predicted", "cost"})
 
 
-def topk(scores: np.ndarray, budget: float, cost: np.ndarray | None = None) -> np.ndarray:
+def topk(scores: Array, budget: float, cost: Array | None = None) -> Array:
     """Positions of the ``budget`` highest scores, best first; ties go to the lower position.
 
     With ``cost``, the budget is in cost units instead (see :func:`topk_cost`).
@@ -36,17 +38,17 @@ def topk(scores: np.ndarray, budget: float, cost: np.ndarray | None = None) -> n
         tied = np.flatnonzero(scores == threshold)[: k - len(above)]
         chosen = np.concatenate([above, tied])
     order = np.lexsort((chosen, -scores[chosen]))
-    return chosen[order].astype(np.int64)
+    return np.asarray(chosen[order], dtype=np.int64)
 
 
-def _best_first(scores: np.ndarray) -> np.ndarray:
+def _best_first(scores: Array) -> Array:
     """All positions ordered by score, highest first, ties to the lower position, NaN after every number."""
     missing = np.isnan(scores)
     # NaN is parked at 0 for the score key; the leading ``missing`` key already puts it last.
-    return np.lexsort((np.arange(len(scores)), -np.where(missing, 0.0, scores), missing))
+    return np.asarray(np.lexsort((np.arange(len(scores)), -np.where(missing, 0.0, scores), missing)))
 
 
-def _rank_within(groups: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rank_within(groups: Array, order: Array) -> tuple[Array, Array]:
     """For items visited in ``order``: ``(group index, 0-based rank in its group)``, both in that order."""
     _, group = np.unique(np.asarray(groups)[order], return_inverse=True)
     group = group.reshape(-1)
@@ -58,7 +60,7 @@ def _rank_within(groups: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.
     return group, rank
 
 
-def class_balanced(scores: np.ndarray, budget: int, predicted: np.ndarray) -> np.ndarray:
+def class_balanced(scores: Array, budget: int, predicted: Array) -> Array:
     """Spread the budget evenly over the predicted classes, best-first.
 
     Round robin: the best item of every class, then the second best of every class, and so on; a class that
@@ -76,10 +78,10 @@ def class_balanced(scores: np.ndarray, budget: int, predicted: np.ndarray) -> np
     _, rank = _rank_within(predicted, order)
     # Sorting by (round, overall rank) lists the picks round by round, best first within a round.
     picked = np.lexsort((np.arange(len(s)), rank))[:k]
-    return order[np.sort(picked)].astype(np.int64)
+    return np.asarray(order[np.sort(picked)], dtype=np.int64)
 
 
-def stratified(scores: np.ndarray, budget: int, predicted: np.ndarray) -> np.ndarray:
+def stratified(scores: Array, budget: int, predicted: Array) -> Array:
     """The best items of every stratum (``predicted``: a stratum per item, the predicted classes in a run), with
     the budget shared in proportion to stratum sizes.
 
@@ -104,7 +106,7 @@ def stratified(scores: np.ndarray, budget: int, predicted: np.ndarray) -> np.nda
     return order[np.flatnonzero(rank < quota[group])].astype(np.int64)
 
 
-def topk_cost(scores: np.ndarray, budget: float, cost: np.ndarray) -> np.ndarray:
+def topk_cost(scores: Array, budget: float, cost: Array) -> Array:
     """Greedy by score under a budget in cost units: take each item, best first, while it still fits.
 
     An item that does not fit in what is left is skipped and the scan goes on, so a cheaper, lower-scored item

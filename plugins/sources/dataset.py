@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from plugins.protocols import Array
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -26,13 +28,13 @@ class Dataset:
     sit in memory at once. None: ``images`` are the originals.
     """
 
-    item_ids: np.ndarray
-    images: np.ndarray
-    labels: np.ndarray
+    item_ids: Array
+    images: Array
+    labels: Array
     class_names: list[str]
-    split: np.ndarray | None = None
+    split: Array | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    original: Callable[[int], np.ndarray] | None = None
+    original: Callable[[int], Array] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
@@ -72,17 +74,17 @@ class StoredImages:
         return int(self._pixels.ndim)
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[np.float32]:
         return np.dtype(np.float32)
 
     def __len__(self) -> int:
         return len(self._pixels)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[Array]:
         """One item at a time, as indexing by position hands it out."""
         return (self[i] for i in range(len(self)))
 
-    def __getitem__(self, key: Any) -> np.ndarray:
+    def __getitem__(self, key: Any) -> Array:
         out = np.asarray(self._pixels[key], dtype=np.float32)
         out *= np.float32(1 / 255)
         self._release()
@@ -98,7 +100,7 @@ class StoredImages:
         if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
             mapping.madvise(mmap.MADV_DONTNEED)
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Array:
         return self[:] if dtype is None else self[:].astype(dtype)
 
     def __getstate__(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from plugins.errors import InputError
+from plugins.protocols import Array
 from plugins.sources.dataset import Dataset
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -67,7 +68,7 @@ def fashion_mnist(root: str = FASHION_MNIST_ROOT, pool_size: int | None = None, 
     return Dataset(ids, images, labels, list(FASHION_MNIST_CLASSES), split=split)
 
 
-def read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> Array:
     """An IDX file (the MNIST family's format: magic, dimension sizes, then unsigned bytes), gzip or plain."""
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":

@@ -21,6 +21,7 @@ import numpy as np
 
 from plugins.errors import InputError
 from plugins.files import atomic_write, save_npy
+from plugins.protocols import Array
 from plugins.sources.dataset import Dataset, StoredImages
 from plugins.sources.offline import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, read_idx
 
@@ -72,7 +73,7 @@ def shifted_fashion_mnist(
     split[n - test_size :] = "test"
     ids = np.char.add("shifted-", np.char.zfill(np.arange(n).astype(str), len(str(n - 1))))
     # Dataset.images is typed as the array the runner indexes; StoredImages indexes the same way (see Dataset).
-    pixels = cast(np.ndarray, images)
+    pixels = cast(Array, images)
     return Dataset(ids, pixels, labels.astype(np.int64), list(FASHION_MNIST_CLASSES), split=split)
 
 
@@ -105,7 +106,7 @@ def _available_memory() -> int | None:
     return None
 
 
-def _fashion(root: str) -> dict[str, np.ndarray]:
+def _fashion(root: str) -> dict[str, Array]:
     folder = Path(root)
     names = {"train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
              "test_images": "t10k-images-idx3-ubyte.gz", "test_labels": "t10k-labels-idx1-ubyte.gz"}
@@ -118,7 +119,7 @@ def _fashion(root: str) -> dict[str, np.ndarray]:
     return {key: read_idx(folder / file) for key, file in names.items()}
 
 
-def _write_pool(path: str, labels: np.ndarray, base: dict[str, np.ndarray], test_size: int, seed: int,
+def _write_pool(path: str, labels: Array, base: dict[str, Array], test_size: int, seed: int,
                 max_shift: int, noise: float) -> None:
     """Write the images block by block into ``path``, and their labels into ``labels``."""
     n = len(labels)
@@ -144,7 +145,7 @@ def _write_pool(path: str, labels: np.ndarray, base: dict[str, np.ndarray], test
     del pixels
 
 
-def _shift(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+def _shift(images: Array, shifts: Array) -> Array:
     """Each image moved by its (rows, columns) shift, the uncovered border filled with 0 (the background)."""
     out = np.zeros_like(images)
     h, w = images.shape[1:]
