@@ -47,8 +47,11 @@ class GalCNN(nn.Module):
         self.head = nn.Sequential(self.penultimate, self.classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+        # torch types a module call as returning Any; every layer here maps a tensor to a tensor.
+        logits: torch.Tensor = self.head(self.trunk(x))
+        return logits
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer activations (call in eval mode)."""
-        return self.penultimate(self.trunk(x))
+        activations: torch.Tensor = self.penultimate(self.trunk(x))
+        return activations
