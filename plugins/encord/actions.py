@@ -35,9 +35,15 @@ What every plan does:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 # What the config may name as a _target_ (the rest are helpers: see runner.config).
 __all__ = ["ActionPlanner"]
+
+# The shapes ActionPlanner describes: one of the round's items, the workflow's stages by title, one plan record.
+Item = Mapping[str, Any]
+Stages = Mapping[str, Mapping[str, Any]]
+Record = dict[str, Any]
 
 ACTIONS = ("priority", "complete", "park", "unpark", "tag")
 PARKED = "parked"
@@ -54,7 +60,7 @@ def rank_priority(rank: int, n: int, floor: float) -> float:
     return round(1.0 - (rank - 1) * (1.0 - floor) / (n - 1), 6)
 
 
-def suspect_comment(item: Mapping, round_: int) -> str:
+def suspect_comment(item: Item, round_: int) -> str:
     """The issue an annotator reads on a task sent back for relabelling."""
     return (
         f"Label '{item['given']}' looks wrong: a model trained without this item suggests '{item['suggested']}' "
@@ -62,7 +68,7 @@ def suspect_comment(item: Mapping, round_: int) -> str:
     )
 
 
-def selection_comment(item: Mapping, n: int, round_: int, tag: str) -> str:
+def selection_comment(item: Item, n: int, round_: int, tag: str) -> str:
     return f"Selected for labelling in round {round_} ({tag}, rank {item['rank']} of {n})."
 
 
@@ -76,7 +82,7 @@ def check_actions(actions: Sequence[str], priority_floor: float, rest_priority: 
         raise ValueError("priorities must lie in [0, 1]")
 
 
-def check_workflow(stages: Mapping[str, Mapping], relabel_stage: str | None, agent_stage: str | None,
+def check_workflow(stages: Stages, relabel_stage: str | None, agent_stage: str | None,
                    agent_selected: str | None, agent_rest: str | None) -> None:
     """ValueError, naming the argument, for stages and pathways this workflow lacks."""
     titles = ", ".join(stages)
@@ -95,7 +101,7 @@ def check_workflow(stages: Mapping[str, Mapping], relabel_stage: str | None, age
                              f"(pathways: {', '.join(pathways) or 'none'})")
 
 
-def stage_kind(stages: Mapping[str, Mapping], title: str | None) -> str | None:
+def stage_kind(stages: Stages, title: str | None) -> str | None:
     """ANNOTATION, REVIEW, AGENT, DONE, ... of the stage titled ``title``; None for no stage or an unknown one."""
     return None if title is None else stages.get(title, {}).get("kind")
 
@@ -104,9 +110,9 @@ class Records:
     """A round's records by (data hash, action): a later record for the same pair replaces the earlier one."""
 
     def __init__(self) -> None:
-        self.by_key: dict[tuple[str, str], dict] = {}
+        self.by_key: dict[tuple[str, str], Record] = {}
 
-    def add(self, item: Mapping, action: str, value: object = None, **more: object) -> None:
+    def add(self, item: Item, action: str, value: object = None, **more: object) -> None:
         self.by_key[(item["data_hash"], action)] = {
             "data_hash": item["data_hash"],
             "title": item.get("title"),
@@ -119,7 +125,7 @@ class Records:
             **more,
         }
 
-    def complete(self, item: Mapping) -> None:
+    def complete(self, item: Item) -> None:
         # The SDK completes only rows that have a label row; creating one where it exists changes nothing.
         if not item.get("has_label_row", False):
             self.add(item, "create_label_row")
@@ -128,12 +134,12 @@ class Records:
     def hashes(self, action: str) -> set[str]:
         return {data_hash for data_hash, planned in self.by_key if planned == action}
 
-    def ordered(self) -> list[dict]:
+    def ordered(self) -> list[Record]:
         """In the order they are applied: by action, then rank (unranked last), then data hash."""
         return sorted(self.by_key.values(), key=lambda r: (_ORDER[r["action"]], r["rank"] or 10**9, r["data_hash"]))
 
 
-def send_back_suspects(records: Records, suspects: Sequence[Mapping], stages: Mapping[str, Mapping], round_: int,
+def send_back_suspects(records: Records, suspects: Sequence[Item], stages: Stages, round_: int,
                        relabel_stage: str | None, issue_tag: str) -> set[str]:
     """Label suspects back to annotation, each with an issue saying why; their data hashes."""
     for item in suspects:
@@ -147,8 +153,8 @@ def send_back_suspects(records: Records, suspects: Sequence[Mapping], stages: Ma
     return {item["data_hash"] for item in suspects}
 
 
-def park_rest(records: Records, selected: Sequence[Mapping], waiting_rest: Sequence[Mapping],
-              parked: Sequence[Mapping], final: set[str]) -> set[str]:
+def park_rest(records: Records, selected: Sequence[Item], waiting_rest: Sequence[Item],
+              parked: Sequence[Item], final: set[str]) -> set[str]:
     """Encord Active's workaround: the rest parked in the final stage, parked selected items reopened (their
     data hashes are returned)."""
     parked_hashes = {p["data_hash"] for p in parked}
@@ -165,14 +171,14 @@ def park_rest(records: Records, selected: Sequence[Mapping], waiting_rest: Seque
     return reopened
 
 
-def complete_rest(records: Records, waiting_rest: Sequence[Mapping], final: set[str]) -> None:
+def complete_rest(records: Records, waiting_rest: Sequence[Item], final: set[str]) -> None:
     """The unselected items out of annotators' way, in the final stage."""
     for item in waiting_rest:
         if item.get("stage") not in final:
             records.complete(item)
 
 
-def unpark(records: Records, parked: Sequence[Mapping]) -> None:
+def unpark(records: Records, parked: Sequence[Item]) -> None:
     for item in parked:
         records.add(item, "reopen")
         records.add(item, "untag", PARKED)
@@ -216,13 +222,13 @@ class ActionPlanner:
 
     def __call__(
         self,
-        selected: Sequence[dict],
-        rest: Sequence[dict],
-        parked: Sequence[dict],
-        suspects: Sequence[dict],
-        stages: Mapping[str, Mapping],
+        selected: Sequence[Item],
+        rest: Sequence[Item],
+        parked: Sequence[Item],
+        suspects: Sequence[Item],
+        stages: Stages,
         round_: int,
-    ) -> list[dict]:
+    ) -> list[Record]:
         """The records for one round (the stages are checked here: they are the workflow's, not the config's)."""
         check_workflow(stages, self.relabel_stage, self.agent_stage, self.agent_selected, self.agent_rest)
         final = {title for title, stage in stages.items() if stage.get("kind") == "DONE"}
@@ -244,7 +250,7 @@ class ActionPlanner:
             self.tag_items(records, selected, suspects, active, round_)
         return records.ordered()
 
-    def route_agent_tasks(self, records: Records, selected: Sequence[Mapping], rest: Sequence[Mapping]) -> set[str]:
+    def route_agent_tasks(self, records: Records, selected: Sequence[Item], rest: Sequence[Item]) -> set[str]:
         """The tasks waiting at the Agent stage, routed by rank; their data hashes (the runner's to route, and
         only that)."""
         routed: set[str] = set()
@@ -258,8 +264,8 @@ class ActionPlanner:
                         records.add(item, "route", pathway)
         return routed
 
-    def prioritize(self, records: Records, active: Sequence[Mapping], n_selected: int, suspects: Sequence[Mapping],
-                   waiting_rest: Sequence[Mapping], final: set[str]) -> None:
+    def prioritize(self, records: Records, active: Sequence[Item], n_selected: int, suspects: Sequence[Item],
+                   waiting_rest: Sequence[Item], final: set[str]) -> None:
         """Priorities by rank for the selection, the top one for suspects, ``rest_priority`` for the rest."""
         for item in active:
             records.add(item, "priority", rank_priority(int(item["rank"]), n_selected, self.priority_floor))
@@ -272,8 +278,8 @@ class ActionPlanner:
             if item.get("stage") not in final and item["data_hash"] not in completing:
                 records.add(item, "priority", float(self.rest_priority))
 
-    def tag_items(self, records: Records, selected: Sequence[Mapping], suspects: Sequence[Mapping],
-                  active: Sequence[Mapping], round_: int) -> None:
+    def tag_items(self, records: Records, selected: Sequence[Item], suspects: Sequence[Item],
+                  active: Sequence[Item], round_: int) -> None:
         """Run-store tags for the selection and the suspects; with ``platform_tags``, an issue carrying them."""
         selection_tag = self.tag or f"round_{round_:03d}"
         for item in selected:

@@ -31,6 +31,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -150,7 +151,7 @@ def make_example(out: Path, n: int = 200, labelled: int = 60, seed: int = 0, wro
     if out.exists():
         shutil.rmtree(out)
     (out / "images").mkdir(parents=True)
-    records: dict[str, dict] = {}
+    records: dict[str, dict[str, Any]] = {}
     answers: dict[str, str] = {}
     for source in picked:
         data_hash = stable_uuid("mnist", int(source))

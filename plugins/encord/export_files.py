@@ -40,7 +40,7 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
 
 
-def check_export(root: Path) -> tuple[dict, list[dict]]:
+def check_export(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``project.json`` and ``label_rows.json`` of the export at ``root``, checked as far as the stand-in
     reads them (JSON, the fields it uses, the ontology, every label dict through the SDK)."""
     if not root.is_dir() or not (root / "project.json").is_file() or not (root / "label_rows.json").is_file():
@@ -49,7 +49,7 @@ def check_export(root: Path) -> tuple[dict, list[dict]]:
     return project, check_rows(root / "label_rows.json", structure)
 
 
-def check_project(path: Path) -> tuple[dict, Any]:
+def check_project(path: Path) -> tuple[dict[str, Any], Any]:
     """``project.json`` and its ontology as the SDK's ``OntologyStructure``."""
     from encord.objects.ontology_structure import OntologyStructure
 
@@ -76,7 +76,7 @@ def check_stages(path: Path, stages: Any) -> None:
             )
 
 
-def check_rows(path: Path, structure: Any) -> list[dict]:
+def check_rows(path: Path, structure: Any) -> list[dict[str, Any]]:
     """``label_rows.json``: a list of rows with distinct data hashes, each label dict readable by the SDK."""
     rows = read_json(path)
     if not isinstance(rows, list):

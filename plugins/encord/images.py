@@ -18,6 +18,7 @@ from tqdm import tqdm
 from plugins.encord.errors import EncordError
 from plugins.encord.retry import Retry
 from plugins.files import atomic_write_text
+from plugins.protocols import Array
 
 # Nothing here is a config _target_: these are the package's helpers (see runner.config).
 __all__ = []
@@ -26,7 +27,9 @@ __all__ = []
 def fetch_url(url: str, timeout: float = 60.0) -> bytes:
     """Bytes behind a signed URL (https, or file:// for exports on disk). No credentials travel with it."""
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URLs come from the SDK
-        return response.read()
+        # typeshed types urlopen's response as Any; an http or file response reads as bytes.
+        data: bytes = response.read()
+        return data
 
 
 class ImageCache:
@@ -113,7 +116,7 @@ def download_images(
         )
 
 
-def decode_image(content: bytes, size: Sequence[int], grayscale: bool) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_image(content: bytes, size: Sequence[int], grayscale: bool) -> tuple[Array, tuple[int, int]]:
     """Pixels in [0, 1], float32, resized to ``size`` (height, width), and the image's own (height, width)."""
     from PIL import Image
 
@@ -125,7 +128,7 @@ def decode_image(content: bytes, size: Sequence[int], grayscale: bool) -> tuple[
         return np.asarray(image, dtype=np.float32) / 255.0, (int(height), int(width))
 
 
-def decode_original(content: bytes) -> np.ndarray:
+def decode_original(content: bytes) -> Array:
     """The image at its own size and in its own pixels: uint8, (H, W) for grayscale, (H, W, 3) otherwise."""
     from PIL import Image
 

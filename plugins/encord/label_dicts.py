@@ -36,10 +36,10 @@ def detached_ontology(structure: Any) -> Any:
 
 def make_labels(
     structure: Any,
-    metadata: dict,
+    metadata: dict[str, Any],
     classification: str | None = None,
     answer: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The SDK's label-row dict of an image row, empty or with one radio answer."""
     from encord.objects import LabelRowV2
     from encord.objects.attributes import RadioAttribute
@@ -86,7 +86,7 @@ def make_labels(
     return labels
 
 
-def read_labels(structure: Any, metadata: dict, labels: dict) -> Any:
+def read_labels(structure: Any, metadata: dict[str, Any], labels: dict[str, Any]) -> Any:
     """A detached SDK ``LabelRowV2`` holding ``labels``."""
     from encord.objects import LabelRowV2
     from encord.orm.label_row import LabelRowMetadata
@@ -100,13 +100,13 @@ def read_labels(structure: Any, metadata: dict, labels: dict) -> Any:
 def new_metadata(
     data_hash: str,
     title: str,
-    stage: dict | None,
+    stage: dict[str, Any] | None,
     priority: float | None,
     width: int,
     height: int,
     dataset_hash: str = "",
     dataset_title: str = "",
-) -> dict:
+) -> dict[str, Any]:
     """Row metadata in the shape ``LabelRowMetadata.from_dict`` reads (what ``list_label_rows_v2``
     returns)."""
     return {

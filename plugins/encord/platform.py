@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.encord.actions import Record
 from plugins.encord.credentials import DEFAULT_DOMAIN, login, read_credentials
 from plugins.encord.errors import EncordError
 from plugins.encord.images import ImageCache, decode_image, decode_original, download_images, fetch_url
@@ -78,7 +79,7 @@ class EncordPlatform:
         self.trusted_stages = None if trusted_stages is None else [str(t) for t in trusted_stages]
         self.test_stage = None if test_stage is None else str(test_stage)
 
-    def stages(self) -> dict[str, dict]:
+    def stages(self) -> dict[str, dict[str, Any]]:
         """Stage title -> ``{"kind": ..., "pathways": [...]}``, in workflow order (pathways of Agent stages)."""
         return self.reader.stage_info()
 
@@ -156,7 +157,7 @@ class EncordPlatform:
             original=lambda i: decode_original(cache.read(hashes[i])),
         )
 
-    def apply(self, records: list[dict], checkpoint: Callable[[], None] = lambda: None) -> None:
+    def apply(self, records: list[Record], checkpoint: Callable[[], None] = lambda: None) -> None:
         """Apply the platform records of a plan in place (``status``, ``error``); see
         :mod:`plugins.encord.writing`."""
         self.writer.apply(records, checkpoint)

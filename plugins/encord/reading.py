@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -34,7 +34,10 @@ class RowInfo:
     answer: str | None = None
 
 
-def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+Element = TypeVar("Element")
+
+
+def chunks(items: Sequence[Element], size: int) -> Iterator[Sequence[Element]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -91,7 +94,7 @@ class Reader:
         """Stage title -> kind (``ANNOTATION``, ``REVIEW``, ``AGENT``, ``DONE``, ...), in workflow order."""
         return {stage.title: str(getattr(stage.stage_type, "value", stage.stage_type)) for stage in self.workflow()}
 
-    def stage_info(self) -> dict[str, dict]:
+    def stage_info(self) -> dict[str, dict[str, Any]]:
         """Stage title -> ``{"kind": ..., "pathways": [names]}`` (pathways of Agent stages; empty elsewhere)."""
         return {
             title: {
@@ -190,7 +193,8 @@ class Reader:
             if any(a.name == attribute.name for a in instance.ontology_item.attributes):
                 option = instance.get_answer(attribute=attribute)
                 if option is not None and hasattr(option, "title"):
-                    return option.title
+                    title: str = option.title  # an SDK Option's title
+                    return title
         return None
 
     def state(self, row: Any) -> RowInfo:

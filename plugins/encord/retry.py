@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import tenacity
 
@@ -80,5 +80,4 @@ class Retry:
             before_sleep=announce,
             reraise=True,
         )
-        result: Any = retrying(function)
-        return result
+        return retrying(function)

@@ -95,7 +95,7 @@ class OfflineStorageItem:
 class OfflineLabelRow:
     """A snapshot of one row, with the ``LabelRowV2`` methods this package uses."""
 
-    def __init__(self, project: OfflineProject, metadata: dict) -> None:
+    def __init__(self, project: OfflineProject, metadata: dict[str, Any]) -> None:
         self._project = project
         self._meta = copy.deepcopy(metadata)
         self._labels: Any = None
@@ -107,15 +107,18 @@ class OfflineLabelRow:
 
     @property
     def data_hash(self) -> str:
-        return self._get("data_hash")
+        data_hash: str = self._get("data_hash")
+        return data_hash
 
     @property
     def data_title(self) -> str:
-        return self._get("data_title")
+        data_title: str = self._get("data_title")
+        return data_title
 
     @property
     def label_hash(self) -> str | None:
-        return self._get("label_hash")
+        label_hash: str | None = self._get("label_hash")
+        return label_hash
 
     @property
     def backing_item_uuid(self) -> UUID | None:
@@ -131,7 +134,8 @@ class OfflineLabelRow:
 
     @property
     def priority(self) -> float | None:
-        return self._get("priority")
+        priority: float | None = self._get("priority")
+        return priority
 
     @property
     def task_uuid(self) -> UUID | None:
@@ -197,7 +201,8 @@ class OfflineLabelRow:
         self._project._log("LabelRowV2", "get_classification_instances")
         if self._labels is None:
             raise LabelRowError("labels are not initialised; call initialise_labels() first")
-        return self._labels.get_classification_instances(filter_ontology_classification, filter_frames)
+        instances: list[Any] = self._labels.get_classification_instances(filter_ontology_classification, filter_frames)
+        return instances
 
     def set_priority(self, priority: float, bundle: Any = None) -> None:
         self._project._log("LabelRowV2", "set_priority", priority=priority, bundle=bundle)
@@ -248,9 +253,9 @@ class OfflineProject:
 
     def __init__(
         self,
-        records: dict[str, dict],
-        ontology: dict,
-        stages: Sequence[dict],
+        records: dict[str, dict[str, Any]],
+        ontology: dict[str, Any],
+        stages: Sequence[dict[str, Any]],
         image_dir: str | Path,
         path: str | Path | None = None,
         faults: Faults | None = None,
@@ -360,7 +365,7 @@ class OfflineProject:
             self.save()
             self._log_write(kind, hashes)
 
-    def _create_label_row(self, data_hash: str) -> dict:
+    def _create_label_row(self, data_hash: str) -> dict[str, Any]:
         record = self.records[data_hash]
         if record["metadata"]["label_hash"] is None:
             record["metadata"]["label_hash"] = stable_uuid("label", data_hash)
@@ -375,20 +380,20 @@ class OfflineProject:
         record = self.records[data_hash]
         return read_labels(self.structure, record["metadata"], record["labels"])
 
-    def stage_node(self, stage_type: str) -> dict:
+    def stage_node(self, stage_type: str) -> dict[str, Any]:
         stage = self.first_stage(stage_type)
         return {"uuid": stage["uuid"], "title": stage["title"]}
 
-    def first_stage(self, stage_type: str) -> dict:
+    def first_stage(self, stage_type: str) -> dict[str, Any]:
         return next(s for s in self.stages if s["stage_type"] == stage_type)
 
-    def stage_by_uuid(self, stage_uuid: Any) -> dict | None:
+    def stage_by_uuid(self, stage_uuid: Any) -> dict[str, Any] | None:
         return next((s for s in self.stages if s["uuid"] == str(stage_uuid)), None)
 
-    def stage_by_title(self, title: str) -> dict | None:
+    def stage_by_title(self, title: str) -> dict[str, Any] | None:
         return next((s for s in self.stages if s["title"] == title), None)
 
-    def place(self, data_hash: str, stage: dict) -> None:
+    def place(self, data_hash: str, stage: dict[str, Any]) -> None:
         """Move a task to ``stage``: no priority in a final stage, the platform's default where it had none."""
         meta = self.records[data_hash]["metadata"]
         meta["workflow_graph_node"] = {"uuid": stage["uuid"], "title": stage["title"]}
@@ -397,7 +402,7 @@ class OfflineProject:
         elif meta["priority"] is None:
             meta["priority"] = 0.5
 
-    def is_final(self, metadata: dict) -> bool:
+    def is_final(self, metadata: dict[str, Any]) -> bool:
         final = {s["title"] for s in self.stages if s["stage_type"] == "DONE"}
         return (metadata["workflow_graph_node"] or {}).get("title") in final
 
@@ -434,7 +439,7 @@ class OfflineProject:
             log.flush()
             os.fsync(log.fileno())
 
-    def written(self) -> list[dict]:
+    def written(self) -> list[dict[str, Any]]:
         """The write log on disk (empty for a project in memory or one never written to)."""
         if self.path is None or not (self.path / WRITE_LOG).exists():
             return []

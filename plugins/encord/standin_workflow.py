@@ -41,7 +41,7 @@ class OfflineIssueTag:
 class OfflineIssue:
     """A file issue as ``TaskIssues.list`` gives it: comments and tags."""
 
-    def __init__(self, record: dict) -> None:
+    def __init__(self, record: dict[str, Any]) -> None:
         self.uuid = UUID(record["uuid"])
         self.comments = [OfflineIssueComment(c) for c in record["comments"]]
         self.tags = [OfflineIssueTag(t) for t in record["tags"]]
@@ -81,7 +81,7 @@ class OfflineTask:
 
     kind = "Task"
 
-    def __init__(self, project: OfflineProject, stage: dict, data_hash: str) -> None:
+    def __init__(self, project: OfflineProject, stage: dict[str, Any], data_hash: str) -> None:
         self._project = project
         self._stage = stage
         meta = project.records[data_hash]["metadata"]
@@ -89,7 +89,7 @@ class OfflineTask:
         self.data_hash = UUID(data_hash)
         self.data_title = meta["data_title"]
 
-    def _go(self, kind: str, destination: dict | None, bundle: Any) -> None:
+    def _go(self, kind: str, destination: dict[str, Any] | None, bundle: Any) -> None:
         data_hash = str(self.data_hash)
         origin = self._stage["title"]
 
@@ -179,14 +179,15 @@ class OfflineAgentTask(OfflineTask):
 class OfflinePathway:
     """``encord.workflow.stages.agent.AgentPathway``."""
 
-    def __init__(self, project: OfflineProject, record: dict) -> None:
+    def __init__(self, project: OfflineProject, record: dict[str, Any]) -> None:
         self._project = project
         self._record = record
 
     @property
     def name(self) -> str:
         self._project._log("AgentPathway", "name")
-        return self._record["name"]
+        name: str = self._record["name"]
+        return name
 
     @property
     def uuid(self) -> UUID:
@@ -206,13 +207,13 @@ class OfflineStage:
     task_class: type[OfflineTask] = OfflineTask
     kind = "WorkflowStageBase"
 
-    def __init__(self, project: OfflineProject, record: dict) -> None:
+    def __init__(self, project: OfflineProject, record: dict[str, Any]) -> None:
         from encord.orm.workflow import WorkflowStageType
 
         self._project = project
         self._record = record
         self._uuid = UUID(record["uuid"])
-        self._title = record["title"]
+        self._title: str = record["title"]
         self._type = WorkflowStageType(record["stage_type"])
 
     @property

@@ -23,6 +23,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from plugins.encord.actions import Record
 from plugins.encord.reading import Reader, RowInfo, chunks
 
 # Nothing here is a config _target_: these are the package's helpers (see runner.config).
@@ -33,7 +34,7 @@ KINDS = ("create_label_row", "reopen", "reject", "move", "route", "complete", "p
 TASK_KINDS = ("reject", "move", "route", "issue")
 
 
-def shows(record: dict, state: RowInfo, first_stage: str | None, final_stages: set[str]) -> bool:
+def shows(record: Record, state: RowInfo, first_stage: str | None, final_stages: set[str]) -> bool:
     """Whether the platform already shows what ``record`` would do (so applying it changes nothing)."""
     action = record["action"]
     if action == "priority":
@@ -46,9 +47,9 @@ def shows(record: dict, state: RowInfo, first_stage: str | None, final_stages: s
     if action == "create_label_row":
         return state.label_hash is not None
     if action in ("reject", "route"):
-        return state.stage != record["stage"]  # the task has left the stage it was planned at
+        return bool(state.stage != record["stage"])  # the task has left the stage it was planned at
     if action == "move":
-        return state.stage == record["value"]
+        return bool(state.stage == record["value"])
     if action == "issue":
         return False  # only the task's issues can tell (see Writer._issues)
     raise ValueError(f"not a platform action: {action}")
@@ -65,7 +66,7 @@ class Writer:
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
 
-    def apply(self, records: list[dict], checkpoint: Callable[[], None] = lambda: None) -> None:
+    def apply(self, records: list[Record], checkpoint: Callable[[], None] = lambda: None) -> None:
         """Apply the not-yet-applied records in place (``status`` and ``error``), kind by kind.
 
         A chunk that still fails after the retries is marked failed (with the error) and the rest goes on.
@@ -85,7 +86,7 @@ class Writer:
                             record.update(status="failed", error=error_line(exc))
                 checkpoint()
 
-    def _apply(self, chunk: Sequence[dict]) -> None:
+    def _apply(self, chunk: Sequence[Record]) -> None:
         todo, states = self._unapplied(chunk)
         if not todo:
             return
@@ -98,12 +99,12 @@ class Writer:
         for record, _ in todo:
             record.update(status="applied", error=None)
 
-    def _unapplied(self, chunk: Sequence[dict]) -> tuple[list[tuple[dict, Any]], dict[str, RowInfo]]:
+    def _unapplied(self, chunk: Sequence[Record]) -> tuple[list[tuple[Record, Any]], dict[str, RowInfo]]:
         """The chunk's records that still need a call, with their rows, and the state of every row found; the
         others are marked applied (the platform shows them already) or failed (they cannot apply)."""
         first, final = self.reader.stage_titles()
         rows = {str(row.data_hash): row for row in self.reader.list_rows([r["data_hash"] for r in chunk])}
-        todo: list[tuple[dict, Any]] = []
+        todo: list[tuple[Record, Any]] = []
         states: dict[str, RowInfo] = {}
         for record in chunk:
             row = rows.get(record["data_hash"])
@@ -123,7 +124,7 @@ class Writer:
         return todo, states
 
     @staticmethod
-    def _act_on_row(record: dict, row: Any, bundle: Any) -> None:
+    def _act_on_row(record: Record, row: Any, bundle: Any) -> None:
         action = record["action"]
         if action == "priority":
             row.set_priority(priority=float(record["value"]), bundle=bundle)
@@ -134,11 +135,11 @@ class Writer:
         else:
             row.initialise_labels(overwrite=True, bundle=bundle, include_signed_url=False)
 
-    def _apply_to_tasks(self, todo: list[dict], states: dict[str, RowInfo]) -> None:
+    def _apply_to_tasks(self, todo: list[Record], states: dict[str, RowInfo]) -> None:
         """Records of one task kind: the tasks are found at the stage each row is at now. The SDK bundles the
         actions of one stage (and the moves of one origin to one destination) together, so each such group gets
         its own bundle."""
-        groups: dict[tuple[str, str], list[dict]] = {}
+        groups: dict[tuple[str, str], list[Record]] = {}
         for record in todo:
             stage = states[record["data_hash"]].stage
             if stage is None:
@@ -148,7 +149,7 @@ class Writer:
                 groups.setdefault(key, []).append(record)
         for (stage, _), records in groups.items():
             tasks = self.reader.tasks(stage, [r["data_hash"] for r in records])
-            acted: list[dict] = []
+            acted: list[Record] = []
             with self.reader.project.create_bundle(bundle_size=self.reader.bundle_size) as bundle:
                 for record in records:
                     task = tasks.get(record["data_hash"])
@@ -162,7 +163,7 @@ class Writer:
             for record in acted:
                 record.update(status="applied", error=None)
 
-    def _act(self, record: dict, task: Any, bundle: Any) -> None:
+    def _act(self, record: Record, task: Any, bundle: Any) -> None:
         action = record["action"]
         if action == "reject":
             task.reject(bundle=bundle)
@@ -172,7 +173,7 @@ class Writer:
             destination = self.reader.stage(str(record["value"])).uuid
             task.move(destination_stage_uuid=destination, bundle=bundle)
 
-    def _issue(self, record: dict, task: Any, stage: str) -> None:
+    def _issue(self, record: Record, task: Any, stage: str) -> None:
         if not hasattr(task, "issues"):
             record.update(status="failed", error=f"the task is in the final stage '{stage}', which takes no issues")
             return
