@@ -13,6 +13,7 @@ creates the run directory or instantiates a callback, which it does before the j
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 # jsonschema imports its optional format checkers when it is imported; where the optional rfc3987_syntax is
 # installed that compiles grammars for about a second. The runner checks no string formats, so the CLI keeps
@@ -26,7 +27,7 @@ from runner.composition import CONFIG_NAME, CONFIG_PATH  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
-def run(cfg: DictConfig) -> dict | None:
+def run(cfg: DictConfig) -> dict[str, Any] | None:
     from runner.app import run_job
 
     return run_job(cfg)

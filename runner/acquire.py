@@ -39,7 +39,7 @@ class Acquisition:
     metric_names: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, section: dict) -> Acquisition:
+    def from_config(cls, section: dict[str, Any]) -> Acquisition:
         label = f"acquisition '{section['name']}'"
         function = instantiate_callable(section["function"], label)
         try:
@@ -110,7 +110,8 @@ class InputProvider:
         return value[:, part] if name == "samples" else value[part]  # samples are (T, n, C)
 
 
-def score_candidates(acquisition: Acquisition, provider: InputProvider, chunk_size: int) -> tuple[np.ndarray, dict]:
+def score_candidates(acquisition: Acquisition, provider: InputProvider,
+                     chunk_size: int) -> tuple[np.ndarray, dict[str, Any]]:
     """One score per candidate, computed chunk by chunk when the function allows it, and the round's record."""
     n = len(provider.candidates)
     if not acquisition.chunkable or n <= chunk_size:
@@ -129,7 +130,7 @@ def score_candidates(acquisition: Acquisition, provider: InputProvider, chunk_si
 
 def score_shards(acquisition: Acquisition, candidates: np.ndarray, getters: dict[str, Callable[[np.ndarray], Any]],
                  constants: dict[str, Any], chunk_size: int, shard_items: int,
-                 compute: Compute) -> tuple[np.ndarray, dict]:
+                 compute: Compute) -> tuple[np.ndarray, dict[str, Any]]:
     """:func:`score_candidates` over shards of whole chunks, each shard one call of ``compute.map``.
 
     A shard holds a whole number of chunks, so every chunk is the chunk a single pass makes and the scores
@@ -137,7 +138,7 @@ def score_shards(acquisition: Acquisition, candidates: np.ndarray, getters: dict
     """
     size = max(1, -(-shard_items // chunk_size)) * chunk_size
 
-    def score_shard(part: slice) -> tuple[np.ndarray, dict]:
+    def score_shard(part: slice) -> tuple[np.ndarray, dict[str, Any]]:
         provider = InputProvider(candidates[part], getters, constants)
         return score_candidates(acquisition, provider, chunk_size)
 
@@ -150,7 +151,7 @@ def score_shards(acquisition: Acquisition, candidates: np.ndarray, getters: dict
     return np.concatenate([scores for scores, _ in parts]), records[0]
 
 
-def _scores(acquisition: Acquisition, kwargs: dict[str, Any], n: int) -> tuple[np.ndarray, dict]:
+def _scores(acquisition: Acquisition, kwargs: dict[str, Any], n: int) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         values, record = unpack(acquisition.function(**kwargs))
     except ValueError as exc:
@@ -158,7 +159,7 @@ def _scores(acquisition: Acquisition, kwargs: dict[str, Any], n: int) -> tuple[n
     return contracts.check_scores(values, n, acquisition.label), contracts.check_record(record, acquisition.label)
 
 
-def select_batch(acquisition: Acquisition, provider: InputProvider, budget: int) -> tuple[np.ndarray, dict]:
+def select_batch(acquisition: Acquisition, provider: InputProvider, budget: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Positions a batch strategy chose, best first, checked: distinct, in range, at most ``budget``; and the
     round's record."""
     n = len(provider.candidates)

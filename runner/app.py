@@ -9,7 +9,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -23,12 +23,12 @@ log = logging.getLogger("runner")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def run_job(cfg: DictConfig) -> dict:
+def run_job(cfg: DictConfig) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         try:
-            config = cast(dict, OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
+            config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
         except OmegaConfBaseException as exc:
             raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
         human = (config.get("loop") or {}).get("mode") == "human"
@@ -57,7 +57,7 @@ def run_job(cfg: DictConfig) -> dict:
         sys.exit(exc.exit_code)
 
 
-def run(config: dict, run_dir: Path, threads: int) -> dict:
+def run(config: dict[str, Any], run_dir: Path, threads: int) -> dict[str, Any]:
     """Check and build every part of the run, then, holding the run directory, run its rounds."""
     from runner.assemble import assemble
     from runner.compute import open_compute
@@ -86,7 +86,7 @@ def run(config: dict, run_dir: Path, threads: int) -> dict:
         compute.close()
 
 
-def finished_summary(config: dict, run_dir: Path) -> dict | None:
+def finished_summary(config: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
     """The recorded summary when ``run_dir`` holds a finished run of exactly ``config``, else None (read-only)."""
     from runner.rundir import config_sha256
     from runner.store import GLOBAL_ROUND, read_only
@@ -100,6 +100,7 @@ def finished_summary(config: dict, run_dir: Path) -> dict | None:
     if done is None or recorded is None or recorded[0] != config_sha256(config):
         return None
     try:
-        return json.loads(summary_path.read_text(encoding="utf-8"))
+        summary: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
+        return summary
     except (OSError, ValueError):
         return None

@@ -10,6 +10,7 @@ import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from plugins.files import atomic_write, atomic_write_text
 from runner.store import Store
@@ -50,7 +51,7 @@ def write_label_issues_csv(store: Store, run_dir: Path, class_names: list[str]) 
     atomic_write_text(run_dir / "label_issues.csv", buffer.getvalue())
 
 
-def metrics_rows(store: Store) -> list[dict]:
+def metrics_rows(store: Store) -> list[dict[str, Any]]:
     """One dict per evaluated round: the evaluation figures plus the seconds of each finished stage."""
     rows = []
     for row in store.rounds():
@@ -60,13 +61,13 @@ def metrics_rows(store: Store) -> list[dict]:
     return rows
 
 
-def write_metrics_jsonl(store: Store, run_dir: Path) -> list[dict]:
+def write_metrics_jsonl(store: Store, run_dir: Path) -> list[dict[str, Any]]:
     rows = metrics_rows(store)
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     return rows
 
 
-def write_learning_curve(rows: list[dict], path: Path, title: str, target: float | None) -> None:
+def write_learning_curve(rows: list[dict[str, Any]], path: Path, title: str, target: float | None) -> None:
     from runner import figures
 
     points = [(r["n_labeled"], r["test_accuracy"]) for r in rows if r["test_accuracy"] is not None]
@@ -80,7 +81,7 @@ def write_bytes(path: Path, content: bytes) -> None:
     atomic_write(path, write)
 
 
-def write_json(path: Path, payload: dict) -> None:
+def write_json(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 

@@ -62,7 +62,7 @@ class Parts:
     selection: SelectionSettings
     report: ReportSettings
     data: Dataset
-    model_node: dict
+    model_node: dict[str, Any]
     acquisition: Acquisition
     embeddings: Embeddings
     metrics: list[Metric]
@@ -83,7 +83,7 @@ class Parts:
         )
 
 
-def assemble(config: dict, run_dir: Path | None = None) -> Parts:
+def assemble(config: dict[str, Any], run_dir: Path | None = None) -> Parts:
     """Build and cross-check every part of the run ``config`` describes; ConfigError on the first problem.
     ``run_dir``: the run directory it will run in, whose store is only read here."""
     validate(config)
@@ -93,7 +93,7 @@ def assemble(config: dict, run_dir: Path | None = None) -> Parts:
         raise from_plugin(exc) from None
 
 
-def _assemble(config: dict, run_dir: Path | None) -> Parts:
+def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
     seed = int(config["seed"])
     loop = section(LoopSettings, config["loop"])
     selection = section(SelectionSettings, config["selection"])
@@ -159,7 +159,7 @@ def _round_zero(acquisition: Acquisition) -> Acquisition:
         raise ConfigError(str(exc)) from None
 
 
-def _policy(sel: dict) -> Policy:
+def _policy(sel: dict[str, Any]) -> Policy:
     table = sel["policies"]
     name = str(sel["policy"])
     if name not in table:
@@ -172,7 +172,7 @@ def _policy(sel: dict) -> Policy:
     return Policy(name, function, inputs)
 
 
-def _annotators(node: dict) -> Annotators:
+def _annotators(node: dict[str, Any]) -> Annotators:
     label = f"act '{node['name']}'"
     function = instantiate_callable(node["function"], label)
     try:
@@ -182,14 +182,14 @@ def _annotators(node: dict) -> Annotators:
     return Annotators(label, function, inputs)
 
 
-def _planner(node: dict) -> Planner:
+def _planner(node: dict[str, Any]) -> Planner:
     label = f"act '{node['name']}'"
     function = instantiate_callable(node["function"], label)
     arguments = {k: v for k, v in node["function"].items() if k != "_target_"}
     return Planner(str(node["name"]), label, function, arguments, bool(node["apply"]), int(node["show"]))
 
 
-def _audit(node: dict) -> Audit | None:
+def _audit(node: dict[str, Any]) -> Audit | None:
     if node["function"] is None:
         return None
     label = f"audit '{node['name']}'"
@@ -242,7 +242,7 @@ def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisiti
         raise ConfigError(f"{acquisition.label} weighs metric '{missing[0]}'; add it to metrics.names")
 
 
-def _source(config: dict, loop: LoopSettings, run_dir: Path | None) -> tuple[Dataset, Platform | None, str]:
+def _source(config: dict[str, Any], loop: LoopSettings, run_dir: Path | None) -> tuple[Dataset, Platform | None, str]:
     """The project's items, the platform they live on (human mode) and what identifies that project there. A
     project directory (``run_dir``) of another project is refused before the platform is read."""
     project = config["project"]
@@ -282,7 +282,7 @@ def _check_against_data(data: Dataset, selection: SelectionSettings, filters: An
         )
 
 
-def _start_plan(config: dict, data: Dataset, loop: LoopSettings, selection: SelectionSettings,
+def _start_plan(config: dict[str, Any], data: Dataset, loop: LoopSettings, selection: SelectionSettings,
                 seed: int, annotators: Annotators) -> StartPlan:
     """The split and the initial labels of a simulated run, drawn now so that a bad size is refused up front."""
     n = len(data.item_ids)

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 
-class FreshModel(ClassifierMixin, BaseEstimator):
+class FreshModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no types
     """scikit-learn's face of a runner model: ``make()`` builds an unfitted one at every ``fit``."""
 
     def __init__(self, make: Callable[[], Any] | None = None) -> None:
@@ -31,7 +31,7 @@ class FreshModel(ClassifierMixin, BaseEstimator):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         # A runner model has a column for every class of the run; keep those this fold trained on, in order.
@@ -49,4 +49,4 @@ def out_of_fold_probs(make: Callable[[], Any], images: np.ndarray, labels: np.nd
         # Classes rarer than the folds leave some folds without them; their column is 0 there, as documented.
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         warnings.filterwarnings("ignore", message=".*Number of classes in training fold.*")
-        return cross_val_predict(FreshModel(make), images, labels, cv=cv, method="predict_proba")
+        return np.asarray(cross_val_predict(FreshModel(make), images, labels, cv=cv, method="predict_proba"))

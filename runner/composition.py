@@ -93,7 +93,8 @@ def parse_overrides(overrides: Sequence[str], loader: Any = None) -> list[Any]:
     group's options."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return composed(lambda: OverridesParser.create(config_loader=loader).parse_overrides(list(overrides)))
+    parsed: list[Any] = composed(lambda: OverridesParser.create(config_loader=loader).parse_overrides(list(overrides)))
+    return parsed
 
 
 def config_dir(command: Command) -> str:
@@ -152,7 +153,7 @@ def search_path_overrides(command: Command, overrides: Sequence[str]) -> list[st
     return [*rest, "hydra.searchpath=[" + ",".join(_quoted(e) for e in entries) + "]"]
 
 
-def primary_search_path(command: Command, extra: Path) -> list:
+def primary_search_path(command: Command, extra: Path) -> list[Any]:
     """``hydra.searchpath`` of the primary config file (found in the primary directory first, as Hydra finds it)."""
     import yaml
 
@@ -180,7 +181,9 @@ def _compose(command: Command, overrides: list[str]) -> DictConfig:
     from hydra import compose
 
     with_search_path = search_path_overrides(command, overrides)
-    return composed(lambda: compose(command.config_name or CONFIG_NAME, with_search_path, return_hydra_config=True))
+    name = command.config_name or CONFIG_NAME
+    config: DictConfig = composed(lambda: compose(name, with_search_path, return_hydra_config=True))
+    return config
 
 
 @dataclass(frozen=True)

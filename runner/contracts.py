@@ -81,14 +81,14 @@ def check_positions(positions: np.ndarray, budget: int, n: int, plugin: str) -> 
     return positions.astype(np.int64)
 
 
-def check_record(record: Mapping[str, Any], plugin: str) -> dict:
+def check_record(record: Mapping[str, Any], plugin: str) -> dict[str, Any]:
     """What an acquisition asked to remember of a round: a mapping that survives a JSON round trip unchanged, so
     the history a resumed run reads back from the store is the one an uninterrupted run had in memory."""
     try:
         text = json.dumps(dict(record), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise PluginError(f"{plugin}: its round record is not plain JSON ({exc})") from None
-    restored = json.loads(text)
+    restored: dict[str, Any] = json.loads(text)
     if restored != dict(record):
         raise PluginError(f"{plugin}: its round record changes when stored as JSON (use str keys, lists, floats)")
     return restored

@@ -91,7 +91,7 @@ def learning_curve(points: Sequence[tuple[int, float]], title: str, target: floa
         return png(fig)
 
 
-def stage_times(rows: Sequence[dict]) -> bytes:
+def stage_times(rows: Sequence[dict[str, Any]]) -> bytes:
     """Seconds of each stage per round, stacked; stages in the order the rounds ran them."""
     stages: list[str] = []
     for row in rows:
@@ -175,7 +175,7 @@ def _distribution(ax: Axes, name: str, pool: np.ndarray, chosen: np.ndarray,
 
 
 # --- a sweep ----------------------------------------------------------------------------------------------------
-def sweep_curves(panels: Sequence[dict], target: float | None, difference: bool = False) -> bytes:
+def sweep_curves(panels: Sequence[dict[str, Any]], target: float | None, difference: bool = False) -> bytes:
     """One panel per group of configurations: mean test accuracy over seeds against labelled items, a band of one
     standard deviation, random drawn as a dashed baseline. ``difference``: the paired difference from random
     instead (zero is random), one curve per configuration that has a random baseline.
@@ -205,7 +205,7 @@ def sweep_curves(panels: Sequence[dict], target: float | None, difference: bool 
         return png(fig)
 
 
-def _band_line(ax: Axes, series: dict) -> None:
+def _band_line(ax: Axes, series: dict[str, Any]) -> None:
     xs = [p[0] for p in series["points"]]
     ys = [p[1] for p in series["points"]]
     sd = [p[2] or 0.0 for p in series["points"]]
@@ -216,7 +216,7 @@ def _band_line(ax: Axes, series: dict) -> None:
                         color=series["colour"], alpha=0.15, linewidth=0)
 
 
-def sweep_summary(rows: Sequence[dict], target: float) -> bytes:
+def sweep_summary(rows: Sequence[dict[str, Any]], target: float) -> bytes:
     """Per configuration, area under the learning curve and labels to the target: each seed as a dot, the mean
     as a bar with one standard deviation either side. A seed that never reached the target is drawn at the
     right edge as an open circle."""

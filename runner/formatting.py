@@ -5,8 +5,10 @@ imports the other and both write the same text for the same numbers.
 
 from __future__ import annotations
 
+from typing import Any
 
-def format_stat(stat: dict, digits: int = 4, signed: bool = False) -> str:
+
+def format_stat(stat: dict[str, Any], digits: int = 4, signed: bool = False) -> str:
     """``mean ± std`` of a ``{"mean", "std"}`` statistic (``runner.statistics.mean_std``) to ``digits`` decimals;
     the mean alone when there is no std, a dash when there is no mean; ``signed`` shows the mean's sign."""
     if stat["mean"] is None:

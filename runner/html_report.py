@@ -39,7 +39,7 @@ LABEL_ISSUES = "label_issues.csv"
 JUDGED = {"tags": "tags", "stages": "stage", "classes": "predicted"}
 
 
-def settings(config: dict) -> dict:
+def settings(config: dict[str, Any]) -> dict[str, Any]:
     """The config's ``report`` section; a config recorded before the section existed gets the declared defaults."""
     from runner.settings import ReportSettings, section
 
@@ -60,7 +60,7 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def figure(png: bytes) -> dict:
+def figure(png: bytes) -> dict[str, Any]:
     """A figure for the page: its data URI and its width in CSS pixels (96 per inch), so that text in every
     figure shows at the size it was drawn."""
     from runner.figures import DPI
@@ -94,7 +94,8 @@ def thumbnail(image: np.ndarray, max_px: int) -> tuple[str, int]:
 
 
 # --- the run page ---------------------------------------------------------------------------------------------
-def write_run_report(store: Store, run_dir: Path, parts: Parts, summary: dict, rows: list[dict]) -> None:
+def write_run_report(store: Store, run_dir: Path, parts: Parts, summary: dict[str, Any],
+                     rows: list[dict[str, Any]]) -> None:
     """Write ``report.html`` into ``run_dir`` (unless ``report.write`` is false)."""
     caps = dataclasses.asdict(parts.report)
     if caps["write"]:
@@ -105,7 +106,7 @@ def write_run_report(store: Store, run_dir: Path, parts: Parts, summary: dict, r
 class RunPage:
     """What the run page shows, read from the store, the run's files and the items' images."""
 
-    def __init__(self, store: Store, run_dir: Path, parts: Parts, caps: dict) -> None:
+    def __init__(self, store: Store, run_dir: Path, parts: Parts, caps: dict[str, Any]) -> None:
         self.store, self.run_dir, self.parts, self.caps = store, run_dir, parts, caps
         self.item_ids = store.item_ids()
         idx, labels = store.labeled()
@@ -115,7 +116,7 @@ class RunPage:
         self.metrics = {name: store.get_array(f"metrics/{name}") for name in self.metric_names}
         self._thumbnails: dict[int, tuple[str, int]] = {}
 
-    def context(self, summary: dict, rows: list[dict]) -> dict:
+    def context(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         from runner import figures
 
         parts = self.parts
@@ -145,7 +146,7 @@ class RunPage:
         }
 
     # --- pieces ---
-    def cards(self, summary: dict) -> list[tuple[str, str]]:
+    def cards(self, summary: dict[str, Any]) -> list[tuple[str, str]]:
         target = summary.get("target_accuracy")
         reached = summary.get("labels_to_target")
         return [
@@ -166,13 +167,13 @@ class RunPage:
         used = [*parts.filters.metric_names, *parts.acquisition.metric_names, parts.selection.cost]
         return [name for name in self.metric_names if name in used]
 
-    def screened(self, round_: int) -> dict | None:
+    def screened(self, round_: int) -> dict[str, Any] | None:
         from runner.stages import screening_blob
 
         blob = self.store.get_blob(screening_blob(round_))
         return None if blob is None else json.loads(blob)
 
-    def round_row(self, row: dict, previous: dict | None) -> dict:
+    def round_row(self, row: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
         screened = self.screened(row["round"]) or {}
         accuracy, before = row["test_accuracy"], None if previous is None else previous["test_accuracy"]
         return {
@@ -187,7 +188,7 @@ class RunPage:
             "seconds": sum(row["seconds"].values()),
         }
 
-    def tile(self, idx: int, **facts: Any) -> dict:
+    def tile(self, idx: int, **facts: Any) -> dict[str, Any]:
         if idx not in self._thumbnails:
             self._thumbnails[idx] = thumbnail(self.parts.data.images[idx], self.caps["thumbnail_px"])
         uri, side = self._thumbnails[idx]
@@ -202,7 +203,7 @@ class RunPage:
             return None
         return float(column[idx])
 
-    def round_items(self, round_: int, rows: list[dict]) -> dict:
+    def round_items(self, round_: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         row = next(r for r in rows if r["round"] == round_)
         selection = self.store.selection(round_)
         indices = self.store.selected_indices(round_)
@@ -222,7 +223,7 @@ class RunPage:
         return {"round": round_, "labelled": row["n_labeled"], "accuracy": row["test_accuracy"],
                 "selected": len(indices), "tiles": tiles, "screened": screened, "removed": removed}
 
-    def distributions(self, selecting: list[int]) -> dict | None:
+    def distributions(self, selecting: list[int]) -> dict[str, Any] | None:
         from runner import figures
 
         columns = {name: column for name, column in self.metrics.items() if column is not None}
@@ -235,7 +236,7 @@ class RunPage:
         ranges = dict(self.parts.filters.metric_ranges)
         return figure(figures.metric_distributions(columns, pool[pool < n], selected[selected < n], ranges))
 
-    def label_issues(self) -> list[dict] | None:
+    def label_issues(self) -> list[dict[str, Any]] | None:
         """Suspected label errors from ``label_issues.csv`` (item_id, given_label, suggested_label, score, round),
         per round, newest first, in the file's order; None when the run has no such file."""
         path = self.run_dir / LABEL_ISSUES
@@ -244,7 +245,7 @@ class RunPage:
         with open(path, newline="", encoding="utf-8") as handle:
             found = list(csv.DictReader(handle))
         index = {item: i for i, item in enumerate(self.item_ids)}
-        by_round: dict[str, list[dict]] = {}
+        by_round: dict[str, list[dict[str, Any]]] = {}
         for entry in found:
             by_round.setdefault(str(entry.get("round", "")), []).append(entry)
         rounds = []
@@ -291,7 +292,7 @@ def flat_rows(node: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 # --- the sweep page -------------------------------------------------------------------------------------------
-def sweep_page(report: dict, source: str, names: list[str], figures: Sequence[tuple[str, str, bytes]],
+def sweep_page(report: dict[str, Any], source: str, names: list[str], figures: Sequence[tuple[str, str, bytes]],
                links: dict[str, str]) -> str:
     """The sweep's page: ``names`` the configurations' readable names, ``figures`` as ``(title, caption, png)``,
     ``links`` from a run's path to its own report."""

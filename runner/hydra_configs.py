@@ -32,7 +32,7 @@ ABOUT = (
 )
 
 
-def defaults(cls: type, *, leave_out: tuple[str, ...] = (), **changed: Any) -> dict:
+def defaults(cls: type, *, leave_out: tuple[str, ...] = (), **changed: Any) -> dict[str, Any]:
     """The node a settings declaration gives: every declared default, in declaration order (which is the order
     of the keys in ``config.resolved.yaml``), optional keys left out."""
     node: dict[str, Any] = {}
@@ -62,7 +62,7 @@ def register() -> None:
 
 
 # --- the help page ------------------------------------------------------------------------------------------------
-def help_node() -> dict:
+def help_node() -> dict[str, Any]:
     """``hydra.help``: what the tool does, how to call it, the config groups, every key with its default and
     help."""
     template = "\n".join([
@@ -110,7 +110,7 @@ def _section_lines(prefix: str, cls: type) -> list[str]:
     return lines
 
 
-def _line(key: str, item: dataclasses.Field) -> str:
+def _line(key: str, item: dataclasses.Field[Any]) -> str:
     help_text = str(item.metadata.get("help", ""))
     if item.default is not dataclasses.MISSING and not item.metadata.get("optional"):
         shown = _shown(item.default)

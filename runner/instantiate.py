@@ -12,7 +12,7 @@ from plugins.errors import InputError, ServiceError
 from runner.errors import ConfigError, RunnerError, from_plugin
 
 
-def instantiate_node(node: dict, what: str, **kwargs: Any) -> Any:
+def instantiate_node(node: dict[str, Any], what: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` on a plain dict; any failure becomes a :class:`ConfigError` naming ``what``."""
     try:
         return instantiate(OmegaConf.create(node), **kwargs)
@@ -31,7 +31,7 @@ def instantiate_node(node: dict, what: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{what} could not be created{where}: {reason}") from None
 
 
-def instantiate_callable(node: dict, what: str) -> Any:
+def instantiate_callable(node: dict[str, Any], what: str) -> Any:
     """The callable a config node names: a function with the node's other keys bound (a partial), or an
     instance of a class built from them (a class whose instances are called, e.g. a combination of functions)."""
     try:

@@ -48,7 +48,7 @@ class Session(Protocol):
         """The unlabelled pool items, before filters."""
         ...
 
-    def screened(self, round_: int) -> tuple[np.ndarray, list]:
+    def screened(self, round_: int) -> tuple[np.ndarray, list[Any]]:
         """The round's candidates that pass the filters, and what each filter removed."""
         ...
 
@@ -80,7 +80,7 @@ class Labeller(Protocol):
         this invocation works on."""
         ...
 
-    def round_figures(self, session: Session, round_: int) -> dict:
+    def round_figures(self, session: Session, round_: int) -> dict[str, Any]:
         """What the labeller measures of an evaluated round, beside accuracy (recorded in metrics.jsonl)."""
         ...
 
@@ -89,11 +89,11 @@ class Labeller(Protocol):
         ends here (``dry_run``, ``applied``, ``partial``)."""
         ...
 
-    def summary(self, session: Session, stopped: str) -> dict:
+    def summary(self, session: Session, stopped: str) -> dict[str, Any]:
         """What the labeller adds to ``summary.json``."""
         ...
 
-    def conclude(self, session: Session, summary: dict) -> None:
+    def conclude(self, session: Session, summary: dict[str, Any]) -> None:
         """After the run directory's files are written: anything left to say (or to raise)."""
         ...
 
@@ -147,7 +147,7 @@ class SimulatedAnnotators:
         session.stage(GLOBAL_ROUND, "import", lambda: stages.import_items(plan, self.fingerprint, self.n_classes))
         return 0
 
-    def round_figures(self, session: Session, round_: int) -> dict:
+    def round_figures(self, session: Session, round_: int) -> dict[str, Any]:
         return {}
 
     def label(self, session: Session, round_: int) -> str | None:
@@ -164,10 +164,10 @@ class SimulatedAnnotators:
             raise PluginError(f"{self.annotators.label}: {exc}") from None
         return stages.reveal(round_, selected, labels, relabeled, store.truths(relabeled))
 
-    def summary(self, session: Session, stopped: str) -> dict:
+    def summary(self, session: Session, stopped: str) -> dict[str, Any]:
         return {}
 
-    def conclude(self, session: Session, summary: dict) -> None:
+    def conclude(self, session: Session, summary: dict[str, Any]) -> None:
         pass
 
 

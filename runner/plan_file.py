@@ -8,15 +8,16 @@ in the run store by the runner; every other action is the platform's to apply.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 LOCAL_ACTIONS = ("tag", "untag")
 
 
-def is_local(record: dict) -> bool:
+def is_local(record: dict[str, Any]) -> bool:
     return record["action"] in LOCAL_ACTIONS
 
 
-def counts(records: Sequence[dict]) -> dict[str, dict[str, int]]:
+def counts(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """``{action: {status: count}}``."""
     out: dict[str, dict[str, int]] = {}
     for record in records:
@@ -25,7 +26,7 @@ def counts(records: Sequence[dict]) -> dict[str, dict[str, int]]:
     return out
 
 
-def describe(records: Sequence[dict], show: int = 10) -> list[str]:
+def describe(records: Sequence[dict[str, Any]], show: int = 10) -> list[str]:
     """Lines for the console: counts per action, then the first ``show`` records of each action."""
     lines = []
     for action, per in counts(records).items():

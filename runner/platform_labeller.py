@@ -44,6 +44,8 @@ from runner.rundir import ConfigRecord, write_resolved_config
 from runner.store import GLOBAL_ROUND, Store, read_meta
 
 log = logging.getLogger("runner")
+# A record of a plan, or an item as the planner sees it (see runner/plan_file.py).
+Record = dict[str, Any]
 
 
 @runtime_checkable
@@ -61,11 +63,11 @@ class Platform(Protocol):
         trained on nor a candidate, -1 where none). Never writes to the platform."""
         ...
 
-    def stages(self) -> dict[str, dict]:
+    def stages(self) -> dict[str, dict[str, Any]]:
         """Workflow stage title -> ``{"kind": ..., ...}`` (``kind`` ``DONE`` for a final stage), in order."""
         ...
 
-    def apply(self, records: list[dict], checkpoint: Callable[[], None]) -> None:
+    def apply(self, records: list[Record], checkpoint: Callable[[], None]) -> None:
         """Apply the platform records of a plan in place (``status``, ``error``), calling ``checkpoint``
         after each batch."""
         ...
@@ -78,7 +80,7 @@ def project_identity(name: str, source: Mapping[str, Any], identity_keys: tuple[
     return json.dumps({"name": name, "source": kept, "seed": seed}, sort_keys=True)
 
 
-def check_identity_readonly(config: dict, run_dir: Path) -> None:
+def check_identity_readonly(config: dict[str, Any], run_dir: Path) -> None:
     """Before the platform is opened: refuse a project directory whose recorded identity another project's config
     contradicts (the project name, the seed, and the source keys it was recorded with)."""
     recorded = read_meta(run_dir / "state.sqlite", "platform_identity")
@@ -106,8 +108,8 @@ class Planner:
 
     name: str  # act.name
     label: str  # how messages name it
-    function: Callable[..., list[dict]]
-    arguments: dict  # the act function's configured arguments, recorded in each plan file
+    function: Callable[..., list[Record]]
+    arguments: dict[str, Any]  # the act function's configured arguments, recorded in each plan file
     apply: bool  # act.apply
     show: int  # act.show: records listed per action in the printed plan
 
@@ -165,7 +167,7 @@ class PlatformLabeller:
         return round_
 
     # --- a round ------------------------------------------------------------------------------------------
-    def round_figures(self, session: Session, round_: int) -> dict:
+    def round_figures(self, session: Session, round_: int) -> dict[str, Any]:
         labels = np.asarray(session.data.labels)
         return {
             "n_test_labeled": int((labels[session.store.split_indices("test")] >= 0).sum()),
@@ -199,8 +201,8 @@ class PlatformLabeller:
         )
         return "partial"
 
-    def plan_records(self, selected: list[dict], rest: list[dict], parked: list[dict], suspects: list[dict],
-                     round_: int) -> list[dict]:
+    def plan_records(self, selected: list[Record], rest: list[Record], parked: list[Record],
+                     suspects: list[Record], round_: int) -> list[Record]:
         try:
             return self.planner.function(
                 selected=selected, rest=rest, parked=parked, suspects=suspects, stages=self.platform.stages(),
@@ -209,7 +211,7 @@ class PlatformLabeller:
         except ValueError as exc:
             raise ConfigError(f"{self.planner.label}: {exc}") from None
 
-    def plan_round(self, session: Session, round_: int) -> dict:
+    def plan_round(self, session: Session, round_: int) -> dict[str, Any]:
         """The round's records: the selection, the suspects sent back, and every other unlabelled item (the
         candidates before filters: what annotators would otherwise spend time on)."""
         store, data = session.store, session.data
@@ -242,7 +244,7 @@ class PlatformLabeller:
             "records": records,
         }
 
-    def apply_round(self, session: Session, round_: int, record: dict) -> stages.Writer:
+    def apply_round(self, session: Session, round_: int, record: dict[str, Any]) -> stages.Writer:
         """Apply the platform's records (the plan file is saved after each batch); the writer of the tag records
         in the store. The round's ``act`` stage, finished once every record is applied."""
         store, run_dir = session.store, session.run_dir
@@ -270,10 +272,10 @@ class PlatformLabeller:
         return write if done else stages.Unfinished(write)
 
     # --- after the rounds ---------------------------------------------------------------------------------
-    def summary(self, session: Session, stopped: str) -> dict:
+    def summary(self, session: Session, stopped: str) -> dict[str, Any]:
         return {"mode": "human", "open_round": current_round(session.store)}
 
-    def conclude(self, session: Session, summary: dict) -> None:
+    def conclude(self, session: Session, summary: dict[str, Any]) -> None:
         if summary["tags"]:
             log.info("tags: " + ", ".join(f"{t} {n}" for t, n in summary["tags"].items()))
         if self.failure is not None:
@@ -363,7 +365,8 @@ def pull(session: Session, round_: int, platform_name: str) -> bool:
     return bool(new or changed or removed or len(moved))
 
 
-def planned_item(data: Dataset, idx: int, rank: int | None = None, tags: dict[int, set[str]] | None = None) -> dict:
+def planned_item(data: Dataset, idx: int, rank: int | None = None,
+                 tags: dict[int, set[str]] | None = None) -> Record:
     """What the planner knows of an item: its id, rank, its tags in the run store, and every per-item column the
     platform gave."""
     n = len(data.item_ids)
@@ -380,12 +383,12 @@ def actions_path(run_dir: Path, round_: int) -> Path:
     return run_dir / "actions" / f"round_{round_:03d}.json"
 
 
-def read_plan(run_dir: Path, round_: int) -> dict | None:
+def read_plan(run_dir: Path, round_: int) -> dict[str, Any] | None:
     path = actions_path(run_dir, round_)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def save_plan(run_dir: Path, record: dict) -> None:
+def save_plan(run_dir: Path, record: dict[str, Any]) -> None:
     record["counts"] = plan_file.counts(record["records"])
     path = actions_path(run_dir, record["round"])
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")

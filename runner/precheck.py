@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -80,7 +80,7 @@ def check_job(cfg: DictConfig, dir_key: str, subdir_key: str | None, whole: bool
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
     try:
-        config = cast(dict, OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True))
+        config = cast(dict[str, Any], OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True))
     except Exception as exc:  # OmegaConf and resolver errors alike
         if not whole:
             return  # this job fails on it before anything is created; the other jobs may run
@@ -121,7 +121,7 @@ def check_hydra(cfg: DictConfig, names: tuple[str, ...]) -> None:
     check_targets({"hydra": sections}, user_packages({"allowed_packages": packages}))
 
 
-def check_run_dir(config: dict, run_dir: Path) -> None:
+def check_run_dir(config: dict[str, Any], run_dir: Path) -> None:
     """The run directory's claim, read only: busy, a damaged store, another run's config or another project."""
     from runner.platform_labeller import check_identity_readonly
     from runner.rundir import ConfigRecord, check_claim, check_not_busy
@@ -135,7 +135,7 @@ def check_run_dir(config: dict, run_dir: Path) -> None:
         check_claim(run_dir, ConfigRecord.of(config), None, str(config["project"]["name"]))
 
 
-def already_finished(config: dict, output_dir: Path) -> bool:
+def already_finished(config: dict[str, Any], output_dir: Path) -> bool:
     """Whether the job will only return the recorded summary of this very config (see ``runner.app.run_job``)."""
     from runner.app import finished_summary
 
@@ -166,7 +166,7 @@ def resolved(cfg: DictConfig, key: str) -> str:
         raise ConfigError(f"config key '{key}' cannot be resolved: {str(exc).splitlines()[0]}") from None
 
 
-def limit_threads(config: dict) -> None:
+def limit_threads(config: dict[str, Any]) -> None:
     """Thread counts into the environment before the checks import numpy, as the job does before its imports
     (BLAS reads them when it loads); each job of a sweep sets its own again."""
     from runner.app import THREAD_VARIABLES

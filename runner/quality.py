@@ -12,7 +12,7 @@ from typing import Any, cast
 import numpy as np
 
 from plugins.neighbours import NeighbourSearch
-from plugins.protocols import BlockEmbedder, ModelEmbedder, spreads_blocks
+from plugins.protocols import BlockEmbedder, BlockMap, ModelEmbedder, spreads_blocks
 from runner.compute import Compute, shards
 from runner.errors import ConfigError
 from runner.instantiate import instantiate_callable
@@ -37,7 +37,7 @@ class Metric:
         return self.source == "images" and not self.unlabeled_only and "rng" not in self.extra_inputs
 
 
-def metric_set(metrics: dict) -> list[Metric]:
+def metric_set(metrics: dict[str, Any]) -> list[Metric]:
     """The metrics of ``metrics.names``, in that order, built from ``metrics.functions`` and ``metrics.scope``."""
     functions, scopes = metrics["functions"], metrics["scope"]
     found = []
@@ -77,7 +77,7 @@ class Embeddings:
         """The run's images and how to read the stored static embeddings."""
         self.images, self.load, self._static = images, load, None
 
-    def fit_static(self, images: Any, map_blocks: Callable | None = None) -> np.ndarray:
+    def fit_static(self, images: Any, map_blocks: BlockMap | None = None) -> np.ndarray:
         """The static embeddings; ``map_blocks`` (run a function over blocks of items, in order: the run's
         compute backend) goes to an embedder that can spread its work, such as PixelPCA's streamed fit."""
         embedder = self.static_embedder
@@ -106,7 +106,7 @@ class Embeddings:
         static = self.static()
         if static is None:
             raise RuntimeError("embeddings were needed but not computed at the embed stage")
-        return static[indices]
+        return np.asarray(static[indices])
 
 
 # Pixels of original images read at once for an image metric (about 48 MiB of RGB bytes).
@@ -188,6 +188,6 @@ def _on_originals(metric: Metric, scope: np.ndarray, original: Callable[[int], n
     if batch:
         flush()
     return np.concatenate(parts) if parts else np.zeros(0)
-def _measure_part(function: Callable[..., np.ndarray], source_name: str, source: Any, extra: dict,
+def _measure_part(function: Callable[..., np.ndarray], source_name: str, source: Any, extra: dict[str, Any],
                   part: slice) -> np.ndarray:
     return np.asarray(function(**{source_name: source[part]}, **extra), dtype=np.float64)

@@ -48,6 +48,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runner import __version__, environment
 from runner.runs import CONFIG_FILE, find_run_dirs
@@ -280,7 +281,7 @@ def quote_override(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def read_summary(run: Path) -> dict:
+def read_summary(run: Path) -> dict[str, Any]:
     try:
         summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -288,7 +289,7 @@ def read_summary(run: Path) -> dict:
     return summary if isinstance(summary, dict) else {}
 
 
-def accuracy_note(recorded: dict, replayed: dict) -> str | None:
+def accuracy_note(recorded: dict[str, Any], replayed: dict[str, Any]) -> str | None:
     """Say so when final accuracies differ (information only: the selections are what is checked)."""
     before, after = recorded.get("final_test_accuracy"), replayed.get("final_test_accuracy")
     return None if before == after else f"final accuracy {after} (recorded {before})"
@@ -301,7 +302,7 @@ class JobResult:
     kernel: str | None = None  # the recorded OpenBLAS kernel family the replay was made to compute with
 
 
-def recorded_kernel(recorded_environment: dict | None) -> str | None:
+def recorded_kernel(recorded_environment: dict[str, Any] | None) -> str | None:
     """The recorded OpenBLAS kernel family to compute with, when this machine can and nobody chose one."""
     if "OPENBLAS_CORETYPE" in os.environ:  # chosen explicitly, for instance to try another machine's kernels
         return None

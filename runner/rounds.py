@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from runner import artifacts
 from runner.labellers import Labeller
@@ -21,7 +22,7 @@ from runner.store import GLOBAL_ROUND
 log = logging.getLogger("runner")
 
 
-def run_rounds(session: Session, labeller: Labeller) -> dict:
+def run_rounds(session: Session, labeller: Labeller) -> dict[str, Any]:
     """Every round this invocation has to run, then the run directory's files; the summary."""
     store = session.store
     first = labeller.start(session)
@@ -73,7 +74,7 @@ def closed(session: Session, round_: int) -> bool:
     )
 
 
-def progress_line(row: dict, total_rounds: int, seconds: float) -> str:
+def progress_line(row: dict[str, Any], total_rounds: int, seconds: float) -> str:
     """The console's one line per round: labelled count, test accuracy, the round's seconds, and where the
     labeller measured them, the labelled test items and the candidates left after filters."""
     accuracy = "n/a   " if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"

@@ -91,14 +91,14 @@ class ConfigRecord:
     yaml: str
 
     @classmethod
-    def of(cls, config: dict) -> ConfigRecord:
+    def of(cls, config: dict[str, Any]) -> ConfigRecord:
         from omegaconf import OmegaConf
 
         return cls(config_sha256(config), json.dumps(config, sort_keys=True),
                    OmegaConf.to_yaml(OmegaConf.create(config)))
 
 
-def config_sha256(config: dict) -> str:
+def config_sha256(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 

@@ -34,7 +34,7 @@ class RunResult:
     path: str
     status: str  # finished | unfinished | broken
     reason: str = ""
-    config: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
     curve: list[tuple[int, float]] = field(default_factory=list)
     tags: dict[str, int] = field(default_factory=dict)  # items per tag at the end of the run
 
@@ -96,7 +96,7 @@ def load_run(run_dir: Path, root: Path) -> RunResult:
     return RunResult(rel, "finished", "", config, curve, dict(summary.get("tags") or {}))
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The rows of ``metrics.jsonl``: labelled count and test accuracy (None where the round was not evaluated)."""
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():

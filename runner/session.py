@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.filters.candidates import Removal
 from plugins.neighbours import NeighbourSearch, NeighbourSettings
 from plugins.sources.dataset import Dataset
 from runner import artifacts, environment, html_report, stages
@@ -46,8 +47,8 @@ class Session:
             approximate_above=index.approximate_above, cells=index.cells, probes=index.probes,
             recall_sample=index.recall_sample, seed=parts.seed))
         self.memory = PeakMemory()
-        self.stage_resources: dict[str, dict] = {}  # stages run by this invocation: seconds and peak RSS
-        self._screened: dict[int, tuple[np.ndarray, list]] = {}  # per round: filtered candidates, removals
+        self.stage_resources: dict[str, dict[str, float]] = {}  # stages run by this invocation: seconds and peak RSS
+        self._screened: dict[int, tuple[np.ndarray, list[Removal]]] = {}  # per round: filtered candidates, removals
         parts.embeddings.bind(parts.data.images, lambda: store.get_array("embeddings/static"))
 
     @property
@@ -110,7 +111,7 @@ class Session:
             free = free[np.asarray(pending)[free] < 0]
         return free
 
-    def screened(self, round_: int) -> tuple[np.ndarray, list]:
+    def screened(self, round_: int) -> tuple[np.ndarray, list[Any]]:
         """The round's candidates that pass the filters, and what each filter removed; computed once per round
         (the stop policy and the score stage both ask)."""
         if round_ not in self._screened:
@@ -180,7 +181,7 @@ class Session:
         self.stage(round_, "audit", work)
         artifacts.write_label_issues_csv(self.store, self.run_dir, list(parts.data.class_names))
 
-    def evaluate(self, round_: int, figures: Callable[[int], dict]) -> None:
+    def evaluate(self, round_: int, figures: Callable[[int], dict[str, Any]]) -> None:
         """Test accuracy and the stop-set agreement; ``figures(round_)`` adds what the labeller measures."""
         store = self.store
         test = store.split_indices("test")
@@ -191,14 +192,14 @@ class Session:
             {**self.audit_figures(round_), **figures(round_)}, stop_set, previous,
         ))
 
-    def audit_figures(self, round_: int) -> dict:
+    def audit_figures(self, round_: int) -> dict[str, Any]:
         """What the round's audit found; where the labeller knows the truth (simulation), how well: the wrong
         labels among the labelled items, and the precision and recall of the flagged ones."""
         if self.parts.audit is None:
             return {}
         store = self.store
         flagged = {row[1] for row in store.label_issues(round_)}
-        figures: dict = {"label_issues": len(flagged), "n_relabeled": store.relabel_count(before=round_)}
+        figures: dict[str, Any] = {"label_issues": len(flagged), "n_relabeled": store.relabel_count(before=round_)}
         if self.parts.labeller.knows_truth:
             indices, labels = store.labeled()
             wrong = set(indices[labels != store.truths(indices)].tolist())
@@ -254,7 +255,7 @@ class Session:
             artifacts.write_relabel_csv(self.store, self.run_dir, round_)
 
     # --- the end -------------------------------------------------------------------------------------------
-    def finish(self, stopped: str, **extra: Any) -> dict:
+    def finish(self, stopped: str, **extra: Any) -> dict[str, Any]:
         """Every file of the run directory from the store; ``extra`` joins the summary (the labeller's facts)."""
         parts = self.parts
         rows = artifacts.write_metrics_jsonl(self.store, self.run_dir)
@@ -276,7 +277,7 @@ class Session:
                 tx.mark_done(GLOBAL_ROUND, "finish", 0.0)
         return summary
 
-    def resources(self) -> dict:
+    def resources(self) -> dict[str, Any]:
         """What this invocation measured (not a property of the run: a resumed run measures only its part)."""
         self.memory.stop()
         found: dict[str, Any] = {
@@ -293,7 +294,7 @@ class Session:
         return found
 
 
-def summarize(rows: list[dict], parts: Parts, stopped: str) -> dict:
+def summarize(rows: list[dict[str, Any]], parts: Parts, stopped: str) -> dict[str, Any]:
     evaluated = [r for r in rows if r["test_accuracy"] is not None]
     target = parts.loop.target_accuracy
     reached = [r["n_labeled"] for r in evaluated if target is not None and r["test_accuracy"] >= target]

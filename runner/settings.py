@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 S = TypeVar("S")
 
 
-class Plugin(dict):
+class Plugin(dict[str, Any]):
     """A config node naming a plugin: ``_target_`` and the plugin's arguments (checked against its signature)."""
 
 

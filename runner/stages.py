@@ -86,7 +86,7 @@ def train(model: Any, images: np.ndarray, labels: np.ndarray, round_: int, label
     return lambda tx: tx.put_blob(f"model/{round_:03d}", blob)
 
 
-def evaluate(view: RoundView, test: np.ndarray, labels: np.ndarray, extra: dict | None = None,
+def evaluate(view: RoundView, test: np.ndarray, labels: np.ndarray, extra: dict[str, Any] | None = None,
              stop_set: np.ndarray | None = None, previous: np.ndarray | None = None) -> Writer:
     """Accuracy of the round's model on the test items whose label is known (none known: accuracy n/a), from
     the model's own predictions. With a stop set, the model's predictions there are kept, and their agreement
@@ -178,7 +178,7 @@ def measure(metrics: list[Metric], images: Any, item_ids: np.ndarray, n_classes:
 
 
 def score(view: RoundView, candidates: np.ndarray, acquisition: Acquisition, budget: float, chunk_size: int,
-          needs_predicted: bool, rng: np.random.Generator, screened: dict, compute: Compute | None = None,
+          needs_predicted: bool, rng: np.random.Generator, screened: dict[str, Any], compute: Compute | None = None,
           shard_items: int | None = None) -> Writer:
     """Score the (filtered) candidates, or let a batch strategy choose its positions, and keep the result.
 
@@ -218,7 +218,7 @@ def screening_blob(round_: int) -> str:
     return f"screened/{round_:03d}"
 
 
-def screening_record(unlabelled: int, passed: int, scored: int, removals: list, examples: int) -> dict:
+def screening_record(unlabelled: int, passed: int, scored: int, removals: list[Any], examples: int) -> dict[str, Any]:
     """How a round's candidates narrowed: unlabelled, passed the filters, scored (after ``pool_subset``), and per
     filter how many it removed and why, with at most ``examples`` of them (spread evenly over item order) and the
     value the filter judged for each. Bounded, so that it stays small on any pool."""
@@ -236,7 +236,7 @@ def screening_record(unlabelled: int, passed: int, scored: int, removals: list, 
     return {"unlabelled": unlabelled, "passed": passed, "scored": scored, "filters": filters}
 
 
-def _add_to_round(tx: Store, round_: int, extra: dict) -> None:
+def _add_to_round(tx: Store, round_: int, extra: dict[str, Any]) -> None:
     """Merge ``extra`` into the figures of an evaluated round's row."""
     row = next(r for r in tx.rounds() if r["round"] == round_)
     kept = {k: v for k, v in row.items() if k not in ("round", "n_labeled", "test_accuracy")}

@@ -39,7 +39,7 @@ def labels_to_target(curve: Curve, target: float) -> int | None:
     return None
 
 
-def curve_metrics(curve: Curve, target: float) -> dict:
+def curve_metrics(curve: Curve, target: float) -> dict[str, Any]:
     """``{"final_accuracy", "aulc", "labels_to_target"}`` of one run's curve; None where the curve is empty."""
     return {
         "final_accuracy": curve[-1][1] if curve else None,
@@ -48,7 +48,7 @@ def curve_metrics(curve: Curve, target: float) -> dict:
     }
 
 
-def mean_std(values: list[float]) -> dict:
+def mean_std(values: list[float]) -> dict[str, Any]:
     """``{"n", "mean", "std"}`` with the sample std (n - 1); mean and std are None where undefined."""
     n = len(values)
     if n == 0:
@@ -58,7 +58,7 @@ def mean_std(values: list[float]) -> dict:
     return {"n": n, "mean": float(mean), "std": None if std is None else float(std)}
 
 
-def mean_curve(curves: list[Curve]) -> list[dict]:
+def mean_curve(curves: list[Curve]) -> list[dict[str, Any]]:
     """Mean and std of accuracy at every labelled count, over the runs evaluated at that count."""
     by_x: dict[int, list[float]] = {}
     for curve in curves:
@@ -73,7 +73,7 @@ def mean_tags(per_run: list[dict[str, int]]) -> dict[str, float]:
     return {tag: sum(tags.get(tag, 0) for tags in per_run) / len(per_run) for tag in names} if per_run else {}
 
 
-def paired_difference(mine: Mapping[Any, float | None], theirs: Mapping[Any, float | None]) -> dict:
+def paired_difference(mine: Mapping[Any, float | None], theirs: Mapping[Any, float | None]) -> dict[str, Any]:
     """Per seed with a value on both sides: ``mine`` minus ``theirs``; the seeds, the differences, their mean and
     std."""
     both = {s: (a, b) for s in mine.keys() & theirs.keys()
@@ -83,7 +83,7 @@ def paired_difference(mine: Mapping[Any, float | None], theirs: Mapping[Any, flo
     return {"seeds": seeds, "per_seed": diffs, **mean_std(diffs)}
 
 
-def paired_curve_difference(mine: Mapping[Any, Curve], theirs: Mapping[Any, Curve]) -> list[dict]:
+def paired_curve_difference(mine: Mapping[Any, Curve], theirs: Mapping[Any, Curve]) -> list[dict[str, Any]]:
     """At every labelled count, per seed whose curves both have that count: ``mine`` minus ``theirs``; mean and
     std of the differences."""
     by_x: dict[int, list[float]] = {}

@@ -9,7 +9,7 @@ already recorded is not asked again, so a resumed run ends where an uninterrupte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class StopRule(Protocol):
     def stop_when_stable(self) -> bool: ...
 
 
-def stop_reason(rule: StopRule, rows: Sequence[dict], round_: int, candidates_left: int) -> str | None:
+def stop_reason(rule: StopRule, rows: Sequence[dict[str, Any]], round_: int, candidates_left: int) -> str | None:
     """Why the rounds end after evaluating ``round_`` (``rows``: the evaluated rounds so far), or None."""
     accuracy = next(r["test_accuracy"] for r in rows if r["round"] == round_)
     if rule.target_accuracy is not None and accuracy is not None and accuracy >= rule.target_accuracy:
@@ -57,7 +57,7 @@ def stop_reason(rule: StopRule, rows: Sequence[dict], round_: int, candidates_le
     return None
 
 
-def stable_rounds(rows: Sequence[dict], rule: StopRule) -> list[int]:
+def stable_rounds(rows: Sequence[dict[str, Any]], rule: StopRule) -> list[int]:
     """The rounds at which the stabilizing-predictions rule holds: the mean kappa of the last ``stop_window``
     rounds (each against the round before it) is at least ``stop_agreement``."""
     if not rule.stop_set:

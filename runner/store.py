@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -164,12 +165,12 @@ class Store:
         finally:
             self._in_tx = False
 
-    def _write(self, sql: str, params: Sequence | None = None) -> None:
+    def _write(self, sql: str, params: Sequence[Any] | None = None) -> None:
         if not self._in_tx:
             raise RuntimeError("store writes must happen inside a transaction")
         self._conn.execute(sql, params or ())
 
-    def _write_many(self, sql: str, rows: Iterator | Sequence) -> None:
+    def _write_many(self, sql: str, rows: Iterator[Sequence[Any]] | Sequence[Sequence[Any]]) -> None:
         if not self._in_tx:
             raise RuntimeError("store writes must happen inside a transaction")
         self._conn.executemany(sql, rows)
@@ -245,13 +246,13 @@ class Store:
         return arr[:, 0], arr[:, 1]
 
     # --- rounds, selections, stages ---------------------------------------------------------------
-    def record_round(self, round_: int, n_labeled: int, test_accuracy: float | None, extra: dict) -> None:
+    def record_round(self, round_: int, n_labeled: int, test_accuracy: float | None, extra: dict[str, Any]) -> None:
         self._write(
             "INSERT OR REPLACE INTO rounds(round, n_labeled, test_accuracy, extra) VALUES (?, ?, ?, ?)",
             (round_, n_labeled, test_accuracy, json.dumps(extra, sort_keys=True)),
         )
 
-    def rounds(self) -> list[dict]:
+    def rounds(self) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT round, n_labeled, test_accuracy, extra FROM rounds ORDER BY round"
         ).fetchall()
@@ -337,14 +338,15 @@ class Store:
         """The array stored under ``name`` (read-only and memory-mapped when it lives in a file), or None."""
         data = self.get_blob(name)
         if data is not None:
-            return np.load(io.BytesIO(data), allow_pickle=False)
+            return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
         row = self._conn.execute("SELECT file FROM array_files WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
         path = self.arrays_dir / row[0]
         if not path.is_file():
             raise StoreError(f"{self.path} names {path}, which is missing; {START_OVER}")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        mapped: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+        return mapped
 
     def _remove_unreferenced_files(self) -> None:
         """Array files no committed row names: a stage killed before its commit, or a deletion cut short."""
@@ -500,7 +502,7 @@ def read_meta(path: Path, key: str) -> str | None:
     return None if found is None else found[0]
 
 
-def read_only(path: Path, sql: str, params: Sequence = ()) -> tuple | None:
+def read_only(path: Path, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
     """The first row ``sql`` finds in the store at ``path``, read-only (probing a run never writes to it); None
     when there is no readable store or no row. A killed run's write-ahead log cannot be recovered read-only: such
     a run is unfinished anyway, and the run itself recovers it."""
@@ -511,7 +513,8 @@ def read_only(path: Path, sql: str, params: Sequence = ()) -> tuple | None:
     except sqlite3.Error:
         return None
     try:
-        return conn.execute(sql, params).fetchone()
+        row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+        return row
     except sqlite3.Error:
         return None
     finally:

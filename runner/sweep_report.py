@@ -27,7 +27,7 @@ def _cell(value: Any) -> str:
     return "–" if value is None else str(value).replace("|", "\\|")
 
 
-def render_markdown(report: dict, source: str) -> str:
+def render_markdown(report: dict[str, Any], source: str) -> str:
     """``report.md``: one table row per configuration, the runs left out, and the figures by file name."""
     target = report["target_accuracy"]
     columns = report["setting_columns"]
@@ -96,7 +96,7 @@ def _value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
-def readable_names(rows: list[dict], columns: list[str]) -> list[str]:
+def readable_names(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
     """Per configuration, only the choices that differ among ``rows``: project, acquisition, model and the setting
     columns (by their short key); the acquisition alone where nothing differs."""
     short = short_keys(columns)
@@ -110,7 +110,7 @@ def readable_names(rows: list[dict], columns: list[str]) -> list[str]:
     return names
 
 
-def panels(rows: list[dict]) -> list[tuple[str, list[int]]]:
+def panels(rows: list[dict[str, Any]]) -> list[tuple[str, list[int]]]:
     """Which configurations share a panel: one per project, and within it one per model when the models' ranges
     of labelled items differ (a CNN's 20-70 labels and a logistic regression's 20-1,020 would hide each other)."""
     found: dict[str, dict[str, list[int]]] = {}
@@ -130,7 +130,7 @@ def panels(rows: list[dict]) -> list[tuple[str, list[int]]]:
     return result
 
 
-def sweep_figures(report: dict) -> list[tuple[str, str, str, bytes]]:
+def sweep_figures(report: dict[str, Any]) -> list[tuple[str, str, str, bytes]]:
     """``(file name, title, caption, png)`` of each figure of the sweep."""
     rows = report["configurations"]
     if not rows:
@@ -149,7 +149,8 @@ def sweep_figures(report: dict) -> list[tuple[str, str, str, bytes]]:
     colour = {i: colours.get(local[i], figures.BASELINE) for i in range(len(rows))}
     seeds = {len(r["seeds"]) for r in rows}
 
-    def series(indices: list[int], points: Callable[[dict], list[dict] | None]) -> list[dict]:
+    def series(indices: list[int],
+               points: Callable[[dict[str, Any]], list[dict[str, Any]] | None]) -> list[dict[str, Any]]:
         found = []
         for i in indices:
             curve = points(rows[i])
@@ -197,7 +198,7 @@ def sweep_figures(report: dict) -> list[tuple[str, str, str, bytes]]:
 
 
 # --- writing the files ----------------------------------------------------------------------------------
-def write_report(root: Path, target: float = 0.9) -> dict:
+def write_report(root: Path, target: float = 0.9) -> dict[str, Any]:
     """Load the runs under ``root``, write the report files into it, return the report."""
     runs = load_runs(root)
     report = summarize(runs, target)

@@ -42,12 +42,12 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: node}
 
 
-def without_seed(config: dict) -> dict:
+def without_seed(config: dict[str, Any]) -> dict[str, Any]:
     """The config less its ``seed``: what the runs of one configuration share."""
     return {k: v for k, v in config.items() if k != "seed"}
 
 
-def model_label(config: dict) -> str:
+def model_label(config: dict[str, Any]) -> str:
     """A short model name: the wrapped estimator or module class if there is one, else the plugin class."""
     model = config.get("model") or {}
     for inner in ("estimator", "module"):
@@ -57,7 +57,7 @@ def model_label(config: dict) -> str:
     return str(model.get("_target_", "?")).rsplit(".", 1)[-1]
 
 
-def setting_columns(configs: list[dict]) -> list[str]:
+def setting_columns(configs: list[dict[str, Any]]) -> list[str]:
     """Dotted keys (besides seed, project, acquisition, model class) on which configurations differ.
 
     A key counts only where at least two configurations have it with different values, so switching the model
@@ -81,7 +81,7 @@ def metric_by_seed(runs: list[RunResult], metric: str, target: float) -> dict[An
     return by_seed(runs, lambda r: curve_metrics(r.curve, target)[metric])
 
 
-def versus(runs: list[RunResult], baseline: list[RunResult], target: float) -> dict:
+def versus(runs: list[RunResult], baseline: list[RunResult], target: float) -> dict[str, Any]:
     """This configuration's runs against the baseline's, paired by seed: each metric and the learning curve."""
     found: dict[str, Any] = {
         metric: paired_difference(metric_by_seed(runs, metric, target), metric_by_seed(baseline, metric, target))
@@ -91,7 +91,7 @@ def versus(runs: list[RunResult], baseline: list[RunResult], target: float) -> d
     return found
 
 
-def summarize(runs: list[RunResult], target: float) -> dict:
+def summarize(runs: list[RunResult], target: float) -> dict[str, Any]:
     """Everything ``report.json`` holds, computed from loaded runs."""
     finished = [r for r in runs if r.status == "finished"]
     groups: dict[str, list[RunResult]] = {}

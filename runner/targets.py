@@ -101,7 +101,7 @@ def hydra_defaults() -> frozenset[str]:
     return frozenset(str(store.load(f"hydra/{group}/basic.yaml").node["_target_"]) for group in ("launcher", "sweeper"))
 
 
-def user_packages(config: Mapping) -> tuple[TargetRule, ...]:
+def user_packages(config: Mapping[str, Any]) -> tuple[TargetRule, ...]:
     """One rule per package the config lists in ``allowed_packages``: any class or function defined there."""
     listed = config.get("allowed_packages") or []
     if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
@@ -121,7 +121,7 @@ def user_packages(config: Mapping) -> tuple[TargetRule, ...]:
     return tuple(rules)
 
 
-def check_targets(config: Mapping, packages: Sequence[TargetRule] = ()) -> None:
+def check_targets(config: Mapping[str, Any], packages: Sequence[TargetRule] = ()) -> None:
     """Refuse, in one line naming the key and the target, the first object ``config`` would have Hydra create
     that no rule allows: every ``_target_`` at any depth (under ``hydra`` too) and the callables of Hydra's
     logging sections. Nothing is called, and nothing is imported outside the allowed packages."""
@@ -143,7 +143,7 @@ def check_targets(config: Mapping, packages: Sequence[TargetRule] = ()) -> None:
                 resolve_target(key, value, (*LOGGING_RULES, *packages), _allowed_text(LOGGING_ALLOWED, packages))
 
 
-def check_arguments(config: Mapping, packages: Sequence[TargetRule] = ()) -> None:
+def check_arguments(config: Mapping[str, Any], packages: Sequence[TargetRule] = ()) -> None:
     """Refuse argument names a target does not take, and (through scikit-learn's own parameter validation)
     estimator argument values it would only refuse at fit, naming the key."""
     for path, node in target_nodes(config):
@@ -194,7 +194,7 @@ def resolve_target(key: str, target: Any, rules: Sequence[TargetRule], allowed: 
     return obj
 
 
-def target_nodes(node: Any, prefix: str = "") -> Iterator[tuple[str, Mapping]]:
+def target_nodes(node: Any, prefix: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
     """``(dotted path, node)`` for every mapping in ``node`` that has a ``_target_`` key, at any depth."""
     if isinstance(node, Mapping):
         if "_target_" in node:
@@ -249,7 +249,7 @@ def _logging_callables(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _logging_callables(value, f"{prefix}[{i}]")
 
 
-def _check_argument_names(path: str, node: Mapping, obj: Any) -> None:
+def _check_argument_names(path: str, node: Mapping[str, Any], obj: Any) -> None:
     args = node.get("_args_", [])
     if not isinstance(args, list):
         raise ConfigError(f"config key '{_join(path, '_args_')}' must be a list (got {args!r})")
@@ -273,7 +273,7 @@ def _check_argument_names(path: str, node: Mapping, obj: Any) -> None:
         raise ConfigError(f"config key '{_join(path, '_args_')}' does not fit {node['_target_']}: {exc}") from None
 
 
-def _check_estimator_values(path: str, node: Mapping, estimator_class: type) -> None:
+def _check_estimator_values(path: str, node: Mapping[str, Any], estimator_class: type) -> None:
     kwargs = {k: v for k, v in node.items() if k not in INSTANTIATE_KEYS}
     if "_args_" in node or any(_has_target(value) for value in kwargs.values()):
         return  # nested objects are checked as their own nodes; their values exist only once instantiated

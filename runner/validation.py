@@ -25,7 +25,7 @@ PLUGIN_SCHEMA = {"type": "object", "required": ["_target_"], "properties": {"_ta
 _validated: set[str] = set()
 
 
-def validate(config: dict) -> None:
+def validate(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` with one line naming the first bad key, or return quietly.
 
     Checks the keys, the schema, then every ``_target_`` (allowed object, known argument names) and scikit-learn's
@@ -51,7 +51,7 @@ def validate(config: dict) -> None:
 
 # --- the schema, from the declarations ---------------------------------------------------------------------------
 @cache
-def schema() -> dict:
+def schema() -> dict[str, Any]:
     """The JSON Schema of a composed config (Hydra's own section left to Hydra)."""
     top = section_schema(RunSettings)
     for name, cls in SECTIONS.items():
@@ -60,7 +60,7 @@ def schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **top}
 
 
-def section_schema(cls: type) -> dict:
+def section_schema(cls: type) -> dict[str, Any]:
     properties, required = {}, []
     declared = field_types(cls)
     for item in dataclasses.fields(cls):
@@ -75,7 +75,7 @@ def section_schema(cls: type) -> dict:
     return {"type": "object", "required": required, "properties": properties}
 
 
-def type_schema(annotation: Any, nullable: bool = True) -> dict:
+def type_schema(annotation: Any, nullable: bool = True) -> dict[str, Any]:
     """JSON Schema for a declared type; ``X | None`` admits null only where ``nullable``."""
     if annotation is Plugin:
         return dict(PLUGIN_SCHEMA)
@@ -110,7 +110,7 @@ def allowed_keys() -> dict[str, tuple[str, ...]]:
     return found
 
 
-def check_keys(config: Mapping) -> None:
+def check_keys(config: Mapping[str, Any]) -> None:
     """Refuse a key no declaration names (one added with ``+`` by mistake). The arguments of a ``_target_`` node
     are its plugin's to accept (see ``runner.targets.check_arguments``)."""
     known = allowed_keys()
