@@ -5,10 +5,12 @@
 Each strategy runs ``python -m runner project=shifted_fashion_mnist project.source.n=N threads=T loop.rounds=1
 acquisition=NAME`` (the README's command: ``metrics=quality`` and the default strategy) in a fresh run directory
 of its own, as a separate process; the pool itself is built first, once, into the cache and not measured. The
-figures are the process's peak resident memory as the kernel counts it (GNU time's maximum resident set size,
-every stage and the report included), and the score stage's own peak and seconds from ``summary.json``. The
-strategies that score MC-dropout samples of the CNN run on a seeded subset of the pool
-(``selection.pool_subset``), as their protocol does; the table says so, and why.
+figures come from the run's own ``summary.json``: the process's peak resident memory over the invocation (the
+largest of its readings before and after every stage; the runner resets the kernel's high-water mark at each
+stage to measure the stage alone, so a child's ``ru_maxrss`` would show only the last one), the largest stage
+with its peak, and the score stage's seconds and peak. The strategies that score MC-dropout samples of the CNN
+run on a seeded subset of the pool (``selection.pool_subset``), as their protocol does; the table says so.
+``--table`` only rebuilds the table from the run directories already in ``--out``.
 """
 
 from __future__ import annotations
@@ -44,24 +46,29 @@ def command(name: str, n: int, threads: int, run_dir: Path) -> list[str]:
     return [*base, f"acquisition={name}", *extra]
 
 
+def run_name(name: str) -> str:
+    return name.split(" ")[0]
+
+
 def measure(name: str, n: int, threads: int, out: Path) -> dict:
-    run_dir = out / name.split(" ")[0].replace("(", "")
+    run_dir = out / run_name(name)
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
-    # GNU time reports the child's peak resident set as the kernel counts it, report writing included.
-    done = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KIB %M", *command(name, n, threads, run_dir)],
-                          capture_output=True, text=True)
+    done = subprocess.run(command(name, n, threads, run_dir), capture_output=True, text=True)
     wall = time.perf_counter() - started
-    peak = next((int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("MAXRSS_KIB")), 0)
     if done.returncode != 0:
         return {"name": name, "error": (done.stderr.strip().splitlines() or ["?"])[-1], "wall": wall}
+    return summarized(name, run_dir, wall)
+
+
+def summarized(name: str, run_dir: Path, wall: float) -> dict:
     resources = json.loads((run_dir / "summary.json").read_text())["resources"]
     stages = resources["stages"]
     score = stages.get("score:0", {})
     heaviest = max(stages.items(), key=lambda kv: kv[1]["peak_rss_mib"])
     return {
         "name": name, "wall": wall,
-        "peak_mib": peak / 1024,
+        "peak_mib": resources["peak_rss_mib"],
         "score_s": score.get("seconds"), "score_mib": score.get("peak_rss_mib"),
         "heaviest": f"{heaviest[0].split(':')[0]} {heaviest[1]['peak_rss_mib']:.0f}",
         "subset": "pool_subset=20000" if CASES[name] == CNN else "",
@@ -74,7 +81,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_scale_memory"))
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--table", action="store_true", help="rebuild the table from the runs in --out")
     args = parser.parse_args()
+    if args.table:
+        print_table([summarized(name, args.out / run_name(name), float("nan")) for name in CASES
+                     if (args.out / run_name(name) / "summary.json").is_file()])
+        return
 
     from plugins.sources.shifted import shifted_fashion_mnist
 
@@ -86,6 +98,10 @@ def main() -> None:
         row = measure(name, args.n, args.threads, args.out)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
     print("\n| strategy | peak MiB (process) | score stage s / MiB | largest stage MiB | wall s | note |")
     print("|---|---:|---:|---|---:|---|")
     for row in rows:

@@ -63,8 +63,9 @@ class Platform(Protocol):
         trained on nor a candidate, -1 where none). Never writes to the platform."""
         ...
 
-    def stages(self) -> dict[str, dict[str, Any]]:
-        """Workflow stage title -> ``{"kind": ..., ...}`` (``kind`` ``DONE`` for a final stage), in order."""
+    def workflow(self) -> dict[str, dict[str, Any]]:
+        """The workflow's stages: title -> ``{"kind": ..., ...}`` (``kind`` ``DONE`` for a final stage), in
+        order."""
         ...
 
     def apply(self, records: list[Record], checkpoint: Callable[[], None]) -> None:
@@ -205,7 +206,7 @@ class PlatformLabeller:
                      suspects: list[Record], round_: int) -> list[Record]:
         try:
             return self.planner.function(
-                selected=selected, rest=rest, parked=parked, suspects=suspects, stages=self.platform.stages(),
+                selected=selected, rest=rest, parked=parked, suspects=suspects, workflow=self.platform.workflow(),
                 round_=round_,
             )
         except ValueError as exc:

@@ -139,16 +139,16 @@ def test_different_config_in_existing_run_dir_is_refused(tmp_path):
 # transaction committed ("after") or inside the transaction, before the commit ("inside").
 KILLER = """
 import os, runpy, signal, sys
-from runner import loop, store
+from runner import session, store
 mode, target = sys.argv[1], sys.argv[2]
 sys.argv = ["runner"] + sys.argv[3:]
 if mode == "after":
-    original = loop.Session.stage
+    original = session.Session.stage
     def stage(self, round_, name, work):
         original(self, round_, name, work)
         if f"{name}:{round_}" == target:
             os.kill(os.getpid(), signal.SIGKILL)
-    loop.Session.stage = stage
+    session.Session.stage = stage
 else:
     original = store.Store.mark_done
     def mark_done(self, round_, stage, seconds):

@@ -96,7 +96,7 @@ def test_a_whole_import_and_act_cycle_uses_only_listed_calls(tmp_path):
         project, "digit", tmp_path / "cache", bundle_size=4, retry=Retry(2, 0.0, sleep=lambda s: None)
     )
     data = platform.read()
-    stages = platform.stages()
+    stages = platform.workflow()
     items = [
         {"data_hash": h, "title": t, "stage": s, "has_label_row": bool(r)}
         for h, t, s, r, label in zip(
@@ -134,7 +134,7 @@ def test_relabels_routes_and_issues_use_only_listed_calls(tmp_path):
         project, "digit", tmp_path / "cache", bundle_size=4, retry=Retry(2, 0.0, sleep=lambda s: None)
     )
     platform.read()
-    stages = platform.stages()
+    stages = platform.workflow()
     assert stages["Triage"] == {"kind": "AGENT", "pathways": ["annotate", "later"]}
     waiting = sorted(h for h, r in project.records.items() if r["metadata"]["label_hash"] is None)
     done = sorted(h for h, r in project.records.items() if r["metadata"]["label_hash"] is not None)

@@ -394,5 +394,5 @@ def test_an_agent_stage_routes_by_rank_and_the_selection_tags_reach_the_platform
 def test_planner_settings_the_workflow_cannot_take_are_refused_naming_them(settings, message):
     arguments = {"actions": ["priority"], "priority_floor": 0.6, "rest_priority": None, "tag": None, **settings}
     with pytest.raises(ValueError) as caught:  # the settings when the planner is built, the workflow when it plans
-        ActionPlanner(**arguments)(selected=[], rest=[], parked=[], suspects=[], stages=AGENT_STAGES, round_=0)
+        ActionPlanner(**arguments)(selected=[], rest=[], parked=[], suspects=[], workflow=AGENT_STAGES, round_=0)
     assert str(caught.value) == message

@@ -128,7 +128,7 @@ class FakePlatform:
         extra = {"title": self.ids.astype(object), "stage": np.where(self.labels >= 0, "Complete", "Annotate")}
         return Dataset(self.ids, self.images, self.labels.copy(), [str(d) for d in range(10)], self.split, extra)
 
-    def stages(self) -> dict[str, dict]:
+    def workflow(self) -> dict[str, dict]:
         return {"Annotate": {"kind": "ANNOTATION"}, "Complete": {"kind": "DONE"}}
 
     def apply(self, records: list[dict], checkpoint) -> None:
@@ -155,7 +155,7 @@ def fake_platform(key: str) -> FakePlatform:
 
 
 def plan_priorities(selected: list[dict], rest: list[dict], parked: list[dict], suspects: list[dict],
-                    stages: dict, round_: int, floor: float = 0.5) -> list[dict]:
+                    workflow: dict, round_: int, floor: float = 0.5) -> list[dict]:
     """A priority by rank for each selected item, and a tag: the least a platform plan holds."""
     records = []
     for item in selected:

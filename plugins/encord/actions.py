@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# What the config may name as a _target_ (the rest are helpers: see runner.config).
+# What the config may name as a _target_ (the rest are helpers: see runner.targets).
 __all__ = ["ActionPlanner"]
 
 # The shapes ActionPlanner describes: one of the round's items, the workflow's stages by title, one plan record.
@@ -189,7 +189,7 @@ class ActionPlanner:
 
     Items are dicts with ``data_hash``, ``title``, ``stage``, ``has_label_row``, ``tags`` (their tags in the run
     store), and ``rank`` for the selected and the suspects, 1 = first (``given``, ``suggested`` and ``score`` for
-    the suspects); ``stages`` maps each workflow stage title to ``{"kind": ANNOTATION | REVIEW | AGENT | DONE |
+    the suspects); ``workflow`` maps each workflow stage title to ``{"kind": ANNOTATION | REVIEW | AGENT | DONE |
     ..., "pathways": [...]}``. ``rest`` holds every unlabelled item that was not selected. An item that does not
     say whether it has a label row gets a ``create_label_row`` record before ``complete``; applying it changes
     nothing where the row has one. The settings are described in the module notes.
@@ -226,16 +226,17 @@ class ActionPlanner:
         rest: Sequence[Item],
         parked: Sequence[Item],
         suspects: Sequence[Item],
-        stages: Stages,
+        workflow: Stages,
         round_: int,
     ) -> list[Record]:
-        """The records for one round (the stages are checked here: they are the workflow's, not the config's)."""
-        check_workflow(stages, self.relabel_stage, self.agent_stage, self.agent_selected, self.agent_rest)
-        final = {title for title, stage in stages.items() if stage.get("kind") == "DONE"}
+        """The records for one round; ``workflow``: the project's workflow stages by title (checked here: they are
+        the platform's, not the config's)."""
+        check_workflow(workflow, self.relabel_stage, self.agent_stage, self.agent_selected, self.agent_rest)
+        final = {title for title, stage in workflow.items() if stage.get("kind") == "DONE"}
         records = Records()
         routed = self.route_agent_tasks(records, selected, rest)
         waiting_rest = [item for item in rest if item["data_hash"] not in routed]
-        reopened = send_back_suspects(records, suspects, stages, round_, self.relabel_stage, self.issue_tag)
+        reopened = send_back_suspects(records, suspects, workflow, round_, self.relabel_stage, self.issue_tag)
         if "park" in self.actions:
             reopened |= park_rest(records, selected, waiting_rest, parked, final)
         if "complete" in self.actions:

@@ -12,7 +12,7 @@ from typing import Any
 
 from plugins.encord.errors import CredentialsError, EncordError
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__ = []
 
 CREDENTIAL_VARIABLES = ("ENCORD_SSH_KEY_FILE", "ENCORD_SSH_KEY")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from plugins.errors import InputError, ServiceError
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__ = []
 
 

@@ -42,7 +42,7 @@ from plugins.encord.retry import Retry
 from plugins.encord.standin_project import DEFAULT_WORKFLOW, WRITE_LOG, OfflineProject
 from plugins.errors import InputError
 
-# What the config may name as a _target_ (the rest are helpers: see runner.config).
+# What the config may name as a _target_ (the rest are helpers: see runner.targets).
 __all__ = ["open_export"]
 
 CLASSIFICATION = "digit"

@@ -16,7 +16,7 @@ from typing import Any
 from plugins.encord.label_dicts import read_labels
 from plugins.errors import InputError
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__: list[str] = []
 
 STAGE_KEYS = {"uuid", "title", "stage_type"}

@@ -20,7 +20,7 @@ from plugins.encord.retry import Retry
 from plugins.files import atomic_write_text
 from plugins.protocols import Array
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__ = []
 
 

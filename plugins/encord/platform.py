@@ -25,7 +25,7 @@ from plugins.encord.writing import Writer
 from plugins.errors import InputError
 from plugins.sources.dataset import Dataset
 
-# What the config may name as a _target_ (the rest are helpers: see runner.config).
+# What the config may name as a _target_ (the rest are helpers: see runner.targets).
 __all__ = ["EncordPlatform", "open_project"]
 
 log = logging.getLogger("runner")
@@ -79,7 +79,7 @@ class EncordPlatform:
         self.trusted_stages = None if trusted_stages is None else [str(t) for t in trusted_stages]
         self.test_stage = None if test_stage is None else str(test_stage)
 
-    def stages(self) -> dict[str, dict[str, Any]]:
+    def workflow(self) -> dict[str, dict[str, Any]]:
         """Stage title -> ``{"kind": ..., "pathways": [...]}``, in workflow order (pathways of Agent stages)."""
         return self.reader.stage_info()
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from plugins.encord.retry import Retry
 from plugins.errors import InputError
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__ = []
 
 

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import tenacity
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__ = []
 
 log = logging.getLogger("runner")

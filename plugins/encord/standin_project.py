@@ -36,7 +36,7 @@ from plugins.encord.label_dicts import FIXED_TIME, make_labels, read_labels, sta
 from plugins.encord.standin_workflow import OfflineWorkflow
 from plugins.files import atomic_write_text
 
-# Nothing here is a config _target_: exports reach the stand-in through plugins.encord.export (see runner.config).
+# Nothing here is a config _target_: exports reach the stand-in through plugins.encord.export (see runner.targets).
 __all__: list[str] = []
 
 DEFAULT_WORKFLOW = (("Annotate 1", "ANNOTATION"), ("Review 1", "REVIEW"), ("Complete", "DONE"))

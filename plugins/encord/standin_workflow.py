@@ -24,7 +24,7 @@ from plugins.encord.label_dicts import stable_uuid
 if TYPE_CHECKING:
     from plugins.encord.standin_project import OfflineProject
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__: list[str] = []
 
 

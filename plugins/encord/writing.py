@@ -26,7 +26,7 @@ from typing import Any
 from plugins.encord.actions import Record
 from plugins.encord.reading import Reader, RowInfo, chunks
 
-# Nothing here is a config _target_: these are the package's helpers (see runner.config).
+# Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__ = []
 
 KINDS = ("create_label_row", "reopen", "reject", "move", "route", "complete", "priority", "issue")

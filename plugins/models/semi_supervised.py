@@ -16,6 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.semi_supervised import LabelSpreading
 
 from plugins.embedders.pixels import pca_solver
+from plugins.models.features import float64_rows
 from plugins.protocols import Array
 
 
@@ -39,8 +40,8 @@ class LabelSpreadingClassifier:
         self.spreading_: LabelSpreading | None = None
 
     def fit(self, X: Array, y: Array, unlabeled: Array | None = None) -> LabelSpreadingClassifier:
-        labelled = _rows(X)
-        pool = _rows(unlabeled) if unlabeled is not None and len(unlabeled) else labelled[:0]
+        labelled = float64_rows(X)
+        pool = float64_rows(unlabeled) if unlabeled is not None and len(unlabeled) else labelled[:0]
         every = np.concatenate([labelled, pool])
         d = min(self.n_components, every.shape[0], every.shape[1])
         self.pca_ = PCA(n_components=d, svd_solver=pca_solver(*every.shape), random_state=self.random_state)
@@ -57,7 +58,7 @@ class LabelSpreadingClassifier:
         if self.pca_ is None or self.spreading_ is None:
             raise RuntimeError("predict_proba called before fit")
         with np.errstate(invalid="ignore", divide="ignore"):
-            found = self.spreading_.predict_proba(self.pca_.transform(_rows(X)))
+            found = self.spreading_.predict_proba(self.pca_.transform(float64_rows(X)))
         probs = np.zeros((len(X), self.n_classes))
         probs[:, self.spreading_.classes_.astype(np.int64)] = np.nan_to_num(found, nan=0.0)
         # An item whose neighbours carry no label at all: nothing is known, every class is as likely.
@@ -69,8 +70,4 @@ class LabelSpreadingClassifier:
         """The PCA coordinates the graph is built on."""
         if self.pca_ is None:
             raise RuntimeError("embed called before fit")
-        return np.asarray(self.pca_.transform(_rows(X)))
-
-
-def _rows(X: Array) -> Array:
-    return np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        return np.asarray(self.pca_.transform(float64_rows(X)))

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.base import clone
 
 from plugins.errors import InputError
+from plugins.models.features import float64_rows, rows
 from plugins.protocols import Array
 
 
@@ -16,7 +17,7 @@ class SklearnClassifier:
     """Wraps an unfitted estimator that has ``predict_proba``.
 
     Images are flattened to one row per item and fitted in float64, so that results carry over between CPUs
-    (see ``_float64_rows``). The estimator is fitted on the classes present, numbered 0..k-1
+    (see ``plugins.models.features.float64_rows``). The estimator is fitted on the classes present, numbered 0..k-1
     (libraries such as xgboost refuse gaps in the class numbers); probabilities always have ``n_classes`` columns,
     in class-index order, even when the labelled set lacks some classes (their columns are 0). ``predict`` is the
     estimator's own decision, which for some estimators (an SVC's Platt-scaled probabilities on few labels) is
@@ -53,7 +54,7 @@ class SklearnClassifier:
             # 1.9's deprecation notice would only repeat itself every round.
             warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated",
                                     category=FutureWarning)
-            self.fitted_ = estimator.fit(_float64_rows(X), encoded)
+            self.fitted_ = estimator.fit(float64_rows(X), encoded)
         return self
 
     def predict_proba(self, X: Array) -> Array:
@@ -64,7 +65,7 @@ class SklearnClassifier:
         if self.fitted_ is None:
             raise RuntimeError("predict_proba called before fit")
         probs[:, self.classes_[np.asarray(self.fitted_.classes_, dtype=np.int64)]] = self.fitted_.predict_proba(
-            _float64_rows(X)
+            float64_rows(X)
         )
         return probs
 
@@ -74,22 +75,8 @@ class SklearnClassifier:
             return np.full(len(X), self.classes_[0], dtype=np.int64)
         if self.fitted_ is None:
             raise RuntimeError("predict called before fit")
-        return np.asarray(self.classes_[np.asarray(self.fitted_.predict(_float64_rows(X)), dtype=np.int64).reshape(-1)])
+        return np.asarray(self.classes_[np.asarray(self.fitted_.predict(float64_rows(X)), dtype=np.int64).reshape(-1)])
 
     def embed(self, X: Array) -> Array:
         """The raw features the estimator sees (flattened pixels)."""
-        return _rows(X)
-
-
-def _rows(X: Array) -> Array:
-    return np.asarray(X).reshape(len(X), -1)
-
-
-def _float64_rows(X: Array) -> Array:
-    """Rows in float64 for fitting and predicting.
-
-    Several estimators (LogisticRegression among them) keep float32 input in float32, and an iterative solver
-    fed float32 gradients takes a path that depends on the CPU's BLAS kernels: on MNIST, probabilities from
-    two kernels differed by up to 2e-2 in float32 against 2e-8 in float64 (docs/reproducibility.md).
-    """
-    return np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        return rows(X)

@@ -3,7 +3,8 @@
 A policy names what it needs by its parameters (as acquisition functions do): ``scores`` (one per candidate,
 higher = label first), ``budget`` (items, or cost units when the policy takes ``cost``), and optionally
 ``predicted`` (the model's predicted class of each candidate) or ``cost`` (each candidate's cost, from
-``selection.cost``). It returns the chosen positions, best first. ``conf/selection/default.yaml`` lists them.
+``selection.cost``). It returns the chosen positions, best first. The ``selection.policies`` table
+(``runner/settings.py``) lists them.
 """
 
 from __future__ import annotations
