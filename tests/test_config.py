@@ -77,3 +77,21 @@ def test_a_run_refuses_bad_config_with_one_line_and_exit_2(tmp_path, overrides, 
         run_in_process(tmp_path / "run", "+experiment=digits", *overrides)
     assert message in str(err.value) and "\n" not in str(err.value) and err.value.exit_code == 2
     assert list((tmp_path / "run").iterdir()) == []  # refused before anything was written
+
+
+def test_a_config_is_validated_once_per_process(tmp_path, monkeypatch):
+    """The command line's pre-check and the run's assembly check the same config: the second asks the first."""
+    from runner import validation
+    from runner.composition import parse_command
+    from runner.precheck import check_command
+
+    calls = []
+    original = validation.check_keys
+    monkeypatch.setattr(validation, "check_keys", lambda config: calls.append(1) or original(config))
+    monkeypatch.setattr(validation, "_validated", set())
+    run_dir = tmp_path / "run"
+    check_command(parse_command(["+experiment=digits", "loop.rounds=1", f"hydra.run.dir={run_dir}"]))
+    run_in_process(run_dir, "+experiment=digits", "loop.rounds=1")
+    assert len(calls) == 1
+    run_in_process(tmp_path / "other", "+experiment=digits", "loop.rounds=1", "seed=3")  # another config: checked
+    assert len(calls) == 2
