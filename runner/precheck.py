@@ -74,18 +74,22 @@ def check_job(cfg: DictConfig, dir_key: str, subdir_key: str | None, whole: bool
     from runner.targets import check_targets, user_packages
     from runner.validation import validate
 
-    output_dir = prepare_output_dir(cfg, dir_key, subdir_key)
-    check_hydra(cfg, JOB_SECTIONS)
     task_cfg = deepcopy(cfg)
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
+    # A credential read from the environment anywhere, Hydra's section included (a run directory named after a
+    # key, a key copied into hydra.yaml), the user's own keys named first (Hydra's override_dirname repeats them).
+    check_secrets(OmegaConf.to_container(task_cfg, resolve=False), {})
+    check_secrets({"hydra": OmegaConf.to_container(cfg.hydra, resolve=False)}, {})
+    output_dir = prepare_output_dir(cfg, dir_key, subdir_key)
+    check_hydra(cfg, JOB_SECTIONS)
     try:
         config = cast(dict[str, Any], OmegaConf.to_container(task_cfg, resolve=True, throw_on_missing=True))
     except Exception as exc:  # OmegaConf and resolver errors alike
         if not whole:
             return  # this job fails on it before anything is created; the other jobs may run
         raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
-    check_secrets(OmegaConf.to_container(task_cfg, resolve=False), config)
+    check_secrets({}, config)  # a credential's value pasted in
     check_output_dir(output_dir, dir_key)
     limit_threads(config)
     run_dir = Path(output_dir).resolve()
@@ -116,6 +120,7 @@ def check_hydra(cfg: DictConfig, names: tuple[str, ...]) -> None:
     except Exception as exc:
         raise ConfigError(f"config key 'allowed_packages' cannot be resolved: {str(exc).splitlines()[0]}") from None
     check_environment(sections)
+    check_secrets({}, {"hydra": {"job": sections["job"]}})
     check_launcher(sections)
     sections.pop("job")
     check_targets({"hydra": sections}, user_packages({"allowed_packages": packages}))

@@ -85,6 +85,12 @@ def check_environment(hydra: Mapping[str, Any], environ: Mapping[str, str] = os.
     variable ``hydra.job.env_copy`` copies from the user's own environment is theirs already."""
     job = hydra.get("job") or {}
     env_set, env_copy = dict(job.get("env_set") or {}), set(job.get("env_copy") or [])
+    for name in sorted(env_copy):
+        if SECRET_NAME.search(str(name)):
+            raise ConfigError(
+                f"config key 'hydra.job.env_copy' names {name}, which holds a credential: Hydra would write its "
+                "value into the run directory (.hydra/hydra.yaml); the plugin that needs it reads the environment"
+            )
     allowed = THREAD_COUNTS | {n.strip() for n in environ.get(ALLOW_ENV_SET, "").split(",") if n.strip()}
     for name, value in env_set.items():
         own = name in env_copy and environ.get(name) == value

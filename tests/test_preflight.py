@@ -188,3 +188,12 @@ def test_a_busy_run_directory_is_refused_before_hydra_writes_into_it(tmp_path):
 
 def test_experimental_rerun_is_refused():
     assert "python -m runner.replay" in refusal("--experimental-rerun", str(Path(sys.executable)))
+
+
+def test_a_credential_copied_into_hydras_own_section_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCORD_SSH_KEY", "-----BEGIN OPENSSH PRIVATE KEY----- abcdefgh")
+    message = refusal(*DIGITS, f"hydra.run.dir={tmp_path / 'run'}", "hydra.job.env_copy=[ENCORD_SSH_KEY]")
+    assert message.startswith("config key 'hydra.job.env_copy' names ENCORD_SSH_KEY, which holds a credential")
+    message = refusal(*DIGITS, f"hydra.run.dir={tmp_path}/${{oc.env:ENCORD_SSH_KEY}}")
+    assert message.startswith("config key 'hydra.run.dir' reads the environment variable ENCORD_SSH_KEY")
+    assert list(tmp_path.iterdir()) == []
