@@ -38,6 +38,9 @@ def check_command(command: Command) -> None:
     overrides = parse_overrides(command.overrides)
     check_search_path(overrides, command.config_path)  # before composing: Hydra imports a pkg:// source to read it
     asked = [str(o.value()) for o in overrides if o.key_or_group == "hydra.mode"][-1:] == ["MULTIRUN"]
+    if command.shows_help and not (command.overrides or command.config_path or command.config_dir
+                                   or command.config_name):
+        return  # the shipped configs alone: nothing of the user's to check, and --help stays quick
     if command.shows_help or command.cfg is not None:
         # Nothing runs, but Hydra configures its own logging from the config to say so.
         config = compose_run(command, [o.input_line for o in overrides if not o.is_sweep_override()])

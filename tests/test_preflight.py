@@ -197,3 +197,9 @@ def test_a_credential_copied_into_hydras_own_section_is_refused(tmp_path, monkey
     message = refusal(*DIGITS, f"hydra.run.dir={tmp_path}/${{oc.env:ENCORD_SSH_KEY}}")
     assert message.startswith("config key 'hydra.run.dir' reads the environment variable ENCORD_SSH_KEY")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_configures_hydras_logging_from_the_config_so_it_is_checked_too():
+    assert "hydra.hydra_logging.handlers.console.class" in refusal(
+        "--help", "hydra.hydra_logging.handlers.console.class=subprocess.Popen")
+    check_command(parse_command(["--help"]))
