@@ -61,7 +61,7 @@ def run_rounds(session: Session, labeller: Labeller) -> dict[str, Any]:
 
 def stop_here(session: Session, round_: int) -> str | None:
     """Why the rounds end after evaluating ``round_`` (see ``runner.stopping``), or None."""
-    return stop_reason(session.parts.loop, session.store.rounds(), round_, len(session.screened(round_)[0]))
+    return stop_reason(session.parts.loop, session.store.rounds(), round_, lambda: len(session.screened(round_)[0]))
 
 
 def closed(session: Session, round_: int) -> bool:

@@ -8,7 +8,7 @@ already recorded is not asked again, so a resumed run ends where an uninterrupte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,8 +43,11 @@ class StopRule(Protocol):
     def stop_when_stable(self) -> bool: ...
 
 
-def stop_reason(rule: StopRule, rows: Sequence[dict[str, Any]], round_: int, candidates_left: int) -> str | None:
-    """Why the rounds end after evaluating ``round_`` (``rows``: the evaluated rounds so far), or None."""
+def stop_reason(rule: StopRule, rows: Sequence[dict[str, Any]], round_: int,
+                candidates_left: Callable[[], int]) -> str | None:
+    """Why the rounds end after evaluating ``round_`` (``rows``: the evaluated rounds so far), or None.
+    ``candidates_left`` counts the candidates that pass the filters: asked last, since filtering costs a pass
+    over the pool."""
     accuracy = next(r["test_accuracy"] for r in rows if r["round"] == round_)
     if rule.target_accuracy is not None and accuracy is not None and accuracy >= rule.target_accuracy:
         return TARGET_ACCURACY
@@ -52,7 +55,7 @@ def stop_reason(rule: StopRule, rows: Sequence[dict[str, Any]], round_: int, can
         return STABLE_PREDICTIONS
     if round_ >= rule.rounds:
         return ROUNDS
-    if candidates_left == 0:
+    if candidates_left() == 0:
         return POOL_EXHAUSTED
     return None
 

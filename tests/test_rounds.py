@@ -54,16 +54,22 @@ def test_the_stop_policy_asks_in_one_order():
             {"round": 2, "test_accuracy": 0.5, "stop_kappa": 0.96}]
     rule = Rule()
     # Round 1: the target beats the rounds and the empty pool; round 2: stable (mean kappa 0.965 >= 0.95).
-    assert stop_reason(rule, rows, 1, candidates_left=0) == TARGET_ACCURACY
-    assert stop_reason(rule, rows, 2, candidates_left=0) == STABLE_PREDICTIONS
+    def none_left() -> int:
+        return 0
+
+    def unasked() -> int:
+        raise AssertionError("the candidates are counted only when no other reason stops the rounds")
+
+    assert stop_reason(rule, rows, 1, unasked) == TARGET_ACCURACY
+    assert stop_reason(rule, rows, 2, unasked) == STABLE_PREDICTIONS
     rule.stop_when_stable = False
-    assert stop_reason(rule, rows, 2, candidates_left=0) == POOL_EXHAUSTED
-    assert stop_reason(rule, rows, 2, candidates_left=7) is None
+    assert stop_reason(rule, rows, 2, none_left) == POOL_EXHAUSTED
+    assert stop_reason(rule, rows, 2, lambda: 7) is None
     rule.rounds = 2
-    assert stop_reason(rule, rows, 2, candidates_left=0) == ROUNDS
+    assert stop_reason(rule, rows, 2, unasked) == ROUNDS
     # Round 0 has no stop-set agreement yet (no round before it), and no accuracy counts as unmeasured.
     rule.target_accuracy = None
-    assert stop_reason(rule, [{"round": 0, "test_accuracy": None}], 0, candidates_left=3) is None
+    assert stop_reason(rule, [{"round": 0, "test_accuracy": None}], 0, lambda: 3) is None
 
 
 # --- simulated annotators ----------------------------------------------------------------------------------
