@@ -79,6 +79,7 @@ def test_a_run_refuses_bad_config_with_one_line_and_exit_2(tmp_path, overrides, 
     assert list((tmp_path / "run").iterdir()) == []  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_a_config_is_validated_once_per_process(tmp_path, monkeypatch):
     """The command line's pre-check and the run's assembly check the same config: the second asks the first."""
     from runner import validation

@@ -79,6 +79,7 @@ def test_labels_in_review_are_listed_but_neither_trained_on_nor_selected(tmp_pat
         assert (data.labels[rows] >= 0).all() == (name == "trusting")
 
 
+@pytest.mark.slow
 def test_a_stage_the_workflow_lacks_is_refused_before_anything_is_written(tmp_path):
     export = example_export(tmp_path, n=60, labelled=20)
     for override, message in [

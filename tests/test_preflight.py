@@ -73,7 +73,7 @@ def write_configs(root: Path, payload: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("how", ["experiment", "group file", "sweep"])
+@pytest.mark.parametrize("how", ["experiment", "group file", pytest.param("sweep", marks=pytest.mark.slow)])
 def test_env_set_from_any_config_source_is_refused(tmp_path, payload, how):
     folder, _ = payload
     configs = write_configs(tmp_path / "configs", folder)
@@ -167,6 +167,7 @@ def test_a_refused_run_directory_is_left_byte_identical(tmp_path):
     assert snapshot(run_dir) == before and snapshot(damaged) == broken
 
 
+@pytest.mark.slow
 def test_a_busy_run_directory_is_refused_before_hydra_writes_into_it(tmp_path):
     import fcntl
 

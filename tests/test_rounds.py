@@ -104,6 +104,7 @@ def test_annotators_who_err_give_the_labels_their_act_function_draws(tmp_path):
     assert wrong > 0  # 30 labels at a flip rate of 0.3: the draw above does flip some
 
 
+@pytest.mark.slow
 def test_a_pool_the_filters_empty_stops_the_rounds_in_simulation(tmp_path):
     summary = run(compose_config(*DIGITS, "metrics=quality", "+filters.metrics.brightness=[2,3]"), tmp_path, 1)
     assert summary["stopped"] == POOL_EXHAUSTED and summary["rounds_evaluated"] == 1
@@ -225,6 +226,7 @@ def test_a_platform_round_is_planned_shown_and_applied_only_when_asked(tmp_path,
     assert not set(selected) & {r["data_hash"] for r in plan(tmp_path, 1)["records"]}
 
 
+@pytest.mark.slow
 def test_labels_that_arrive_before_a_plan_is_applied_plan_the_round_again(tmp_path, platform):
     run(platform_config("p", apply=False), tmp_path, 1)
     first = [r["data_hash"] for r in plan(tmp_path, 0)["records"] if r["action"] == "priority"]
@@ -257,6 +259,7 @@ def test_a_plan_applied_in_part_leaves_the_round_open_and_the_next_invocation_fi
     assert sorted(r["data_hash"] for r in platform.applied if r["action"] == "priority") == sorted(selected)
 
 
+@pytest.mark.slow
 def test_the_last_round_is_evaluated_and_stops_on_a_platform_too(tmp_path, platform):
     run(platform_config("p", True, "loop.rounds=1"), tmp_path, 1)
     summary = run(platform_config("p", True, "loop.rounds=1"), tmp_path, 1)
@@ -265,6 +268,7 @@ def test_the_last_round_is_evaluated_and_stops_on_a_platform_too(tmp_path, platf
     assert (1, "evaluate") in found["done"] and (1, "score") not in found["done"]
 
 
+@pytest.mark.slow
 def test_a_pool_the_filters_empty_stops_a_platform_round_before_it_plans(tmp_path, platform):
     config = platform_config("p", False, "metrics=quality", "+filters.metrics.brightness=[2,3]")
     summary = run(config, tmp_path, 1)

@@ -150,6 +150,7 @@ def test_shards_cover_the_items_in_order():
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="address-space limits as Linux applies them")
+@pytest.mark.slow
 def test_a_batch_strategy_runs_under_a_memory_cap_the_whole_pool_path_breaks(tmp_path):
     """200,000 images of 28x28 on disk (627 MB as float32, 1.25 GB as the float64 a scikit-learn model converts
     them to), scored by a batch strategy under an address-space cap of 600 MB above what the process holds: the
