@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 log = logging.getLogger("runner")
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy.typing as npt
+from plugins.arrays import Array
 
 if TYPE_CHECKING:
-    from plugins.filters.candidates import Removal
     from plugins.neighbours import NeighbourSearch
 
-# A numpy array; its shape and dtype are in each docstring, which numpy's generic cannot say more precisely here.
-Array = npt.NDArray[Any]
 
 # map_blocks(function, blocks) -> [function(block) for block in blocks], in order, run wherever the caller likes.
 BlockMap = Callable[[Callable[[slice], Any], Sequence[slice]], list[Any]]
@@ -159,11 +157,21 @@ class FilterInputs(Protocol):
     def embeddings(self, indices: Array) -> Array: ...  # (len(indices), d)
 
 
+@dataclass(frozen=True)
+class Removal:
+    """The candidates one filter rejected in a round, and why."""
+
+    filter: str  # the filters key that rejected them, e.g. ``metrics.brightness``
+    reason: str  # why, in words
+    items: Array  # the rejected candidates' item indices, in candidate order
+    values: list[Any]  # per rejected item, the value the filter judged (empty where there is none to show)
+
+
 class CandidateScreen(Protocol):
     """Which unlabelled items may be selected this round (``plugins.filters.candidates.CandidateFilter``).
 
     ``screen(candidates, inputs)``: candidates is an (n,) int64 array of item indices; returns those that pass,
-    in their original order, and one :class:`~plugins.filters.candidates.Removal` per filter that removed some.
+    in their original order, and one :class:`Removal` per filter that removed some.
     ``apply`` returns only the kept indices. The rest says, before the run starts, what the filter will read so
     the runner can refuse a config it cannot serve: the metric columns (``metric_names``) and per-item source
     columns (``item_columns``) it reads; whether it needs the current model's probabilities (``needs_model``)

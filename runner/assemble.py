@@ -113,7 +113,7 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
     _check_relabel(selection, audit)
 
     if not loop.simulated and not {"apply", "show"} <= set(act):
-        raise ConfigError(f"loop.mode=human needs a platform act with apply and show (e.g. act=encord), not "
+        raise ConfigError(f"loop.mode=human needs a platform's act (one with act.apply and act.show), not "
                           f"act={act['name']}")
     data, platform, identity = _source(config, loop, run_dir)
     _check_against_data(data, selection, filters, metric_names)
@@ -251,7 +251,7 @@ def _source(config: dict[str, Any], loop: LoopSettings, run_dir: Path | None) ->
         if loop.simulated:
             raise ConfigError(
                 f"project '{project['name']}' is a labelling platform; its rounds run with loop.mode=human "
-                "(e.g. +experiment=encord)"
+                "(one invocation per round)"
             )
         identity = project_identity(str(project["name"]), project["source"], found.identity_keys, int(config["seed"]))
         if run_dir is not None:
@@ -274,7 +274,7 @@ def _check_against_data(data: Dataset, selection: SelectionSettings, filters: An
         raise ConfigError(f"filters.metrics.{unknown[0]}: metric '{unknown[0]}' is not computed; add it to "
                           "metrics.names")
     if "stage" in filters.item_columns and "stage" not in data.extra:
-        raise ConfigError("filters.stages needs a source with workflow stages (e.g. project=encord)")
+        raise ConfigError("filters.stages needs a source with workflow stages (a labelling platform's project)")
     filters.class_indices(data.class_names)
     if selection.cost is not None and selection.cost not in metric_names and selection.cost not in data.extra:
         raise ConfigError(

@@ -8,7 +8,7 @@
   (``AL_RUNNER_ALLOW_ENV_SET=NAME,...``), because ``PYTHONPATH``, ``PYTHONWARNINGS``, ``BROWSER`` and many others
   make the next Python process load or run what they name;
 - shell lines that a launcher would run (``hydra.launcher.setup``), unless ``AL_RUNNER_ALLOW_LAUNCHER_SETUP=1``;
-- credentials typed into a config (``${oc.env:ENCORD_SSH_KEY}`` or a key pasted in): the resolved config is
+- credentials typed into a config (``${oc.env:SOME_API_KEY}`` or a key pasted in): the resolved config is
   written to several files, so a secret in it would be copied there.
 
 The opt-ins are environment variables of the user's own shell: no config file, override or sweep can set them.
@@ -32,8 +32,8 @@ THREAD_COUNTS = frozenset({
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS",
     "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS", "TORCH_NUM_THREADS",
 })
-# Names of environment variables that hold credentials (the credentials code reads ENCORD_SSH_KEY and
-# ENCORD_SSH_KEY_FILE; other services name theirs alike).
+# Names of environment variables that hold credentials (a platform's SSH key, an API token, a password, or the
+# file that holds one).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
 ENV_INTERPOLATION = re.compile(r"\$\{\s*(?:oc\.env|env)\s*:\s*([A-Za-z_][A-Za-z0-9_]*)")
 # A pasted secret shorter than this could be an ordinary word of a config.

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from plugins.filters.candidates import Removal
 from plugins.neighbours import NeighbourSearch, NeighbourSettings
+from plugins.protocols import Removal
 from plugins.sources.dataset import Dataset
 from runner import artifacts, environment, html_report, stages
 from runner.assemble import Parts

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.acquisition.inputs import probs_and_embeddings
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 def badge(probs: Array, embeddings: Array, budget: int, rng: np.random.Generator,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 # Candidate rows per block, so that a (configurations x block x C) joint stays near 4 M floats.
 BLOCK_ELEMENTS = 1 << 22

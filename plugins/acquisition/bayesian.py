@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from plugins.acquisition.uncertainty import entropy, floating
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 def bald(samples: Array) -> Array:

@@ -17,8 +17,8 @@ from sklearn.cluster import AgglomerativeClustering
 
 from plugins.acquisition.inputs import probs_and_embeddings
 from plugins.acquisition.uncertainty import margin
+from plugins.arrays import Array
 from plugins.neighbours import NeighbourSearch
-from plugins.protocols import Array
 from plugins.selection.policies import topk
 
 # Average linkage keeps an O(n^2) distance matrix: 5,000 items is about 100 MB.

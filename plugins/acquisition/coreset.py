@@ -22,7 +22,7 @@ import heapq
 import numpy as np
 
 from plugins.acquisition.inputs import embedding_rows
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 # Rows of the pool per block when distances to many centres at once are needed.
 CHUNK_ROWS = 4096

@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import probs_and_embeddings
 from plugins.acquisition.uncertainty import margin
-from plugins.protocols import Array
+from plugins.arrays import Array
 from plugins.selection.policies import topk
 
 

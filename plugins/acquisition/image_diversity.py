@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import embedding_rows
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 DEFAULT_CLUSTERS = 10
 

@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from plugins.acquisition.uncertainty import floating
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 def embedding_rows(embeddings: ArrayLike, keep_float32: bool = False) -> Array:

@@ -26,8 +26,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import pool_and_labeled
+from plugins.arrays import Array
 from plugins.neighbours import NeighbourSearch, search_for
-from plugins.protocols import Array
 
 DELTA_SAMPLE = 5000
 # Refuse graphs past this many edges (4-byte index + 4-byte value each, plus build copies): about 1-2 GB.

@@ -36,7 +36,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugins.protocols import Array, ListsInputs, NarrowsInputs
+from plugins.arrays import Array
+from plugins.protocols import ListsInputs, NarrowsInputs
 
 INPUTS = {
     "probs": "class probabilities of the candidates, (n, C)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 def uniform(n_items: int, rng: np.random.Generator) -> Array:

@@ -16,8 +16,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from plugins.acquisition.inputs import pool_and_labeled
+from plugins.arrays import Array
 from plugins.neighbours import NeighbourSearch, faiss_module
-from plugins.protocols import Array
 
 # Above this many clusters full k-means gets slow; the paper's runs switch to mini-batch k-means there. Here
 # faiss's k-means takes over instead (float32, KMEANS_ITERATIONS Lloyd steps from a seeded start, fitted on a

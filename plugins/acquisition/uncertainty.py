@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 # Rows per block: a block of 10 float32 columns fits in the CPU's L2 cache with its temporaries.
 BLOCK_ROWS = 16384

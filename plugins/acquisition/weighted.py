@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from plugins.acquisition.combine import Component, metric_names, union_inputs
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 def normalised_ranks(values: Array) -> Array:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 def reveal(truth: Array) -> Array:

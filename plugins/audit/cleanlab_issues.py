@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.errors import InputError
-from plugins.protocols import Array
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 QUALITY = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")

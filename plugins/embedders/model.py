@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from plugins.protocols import Array, Embedder, EmbedsItems
+from plugins.arrays import Array
+from plugins.protocols import Embedder, EmbedsItems
 
 log = logging.getLogger("runner")
 

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 from sklearn.decomposition import PCA
 
+from plugins.arrays import Array
 from plugins.metrics.embedding_space import distinct_rows, row_digests
-from plugins.protocols import Array, BlockMap
+from plugins.protocols import BlockMap
 
 COVARIANCE_MAX_PIXELS = 2048
 EXACT_MAX_RANK = 1000

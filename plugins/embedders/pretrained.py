@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.errors import InputError
-from plugins.protocols import Array
 
 
 def check_available(path: str) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from plugins.arrays import Array
 from plugins.encord.errors import EncordError
 from plugins.encord.retry import Retry
 from plugins.files import atomic_write_text
-from plugins.protocols import Array
 
 # Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__ = []

@@ -9,20 +9,38 @@ Behaviour copied from the SDK because the package depends on it:
   ``AgentTask.proceed`` a pathway, ``task.move`` goes to a stage; a task that is no longer at its stage refuses
   (OperationNotAllowed), as the server does;
 - ``task.issues`` (not on final-stage tasks) lists and adds file issues, unbundled.
-Every call goes through the project (:class:`~plugins.encord.standin_project.OfflineProject`), which logs it and
-plays the server.
+Every call goes through the project (:class:`StandInServer`: ``plugins.encord.standin_project.OfflineProject``),
+which logs it and plays the server.
 """
 
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
 from plugins.encord.label_dicts import stable_uuid
 
-if TYPE_CHECKING:
-    from plugins.encord.standin_project import OfflineProject
+
+class StandInServer(Protocol):
+    """What the workflow objects ask of the stand-in project that holds them."""
+
+    records: dict[str, dict[str, Any]]
+    stages: list[dict[str, Any]]
+
+    def _log(self, cls: str, name: str, **kwargs: Any) -> None: ...
+
+    def _run(self, kind: str, data_hash: str, apply: Callable[[], None], bundle: Any) -> None: ...
+
+    def _server(self, kind: str, items: Sequence[tuple[str, Callable[[], None]]]) -> None: ...
+
+    def place(self, data_hash: str, stage: dict[str, Any]) -> None: ...
+
+    def first_stage(self, stage_type: str) -> dict[str, Any]: ...
+
+    def stage_by_uuid(self, stage_uuid: Any) -> dict[str, Any] | None: ...
+
 
 # Nothing here is a config _target_: these are the package's helpers (see runner.targets).
 __all__: list[str] = []
@@ -50,7 +68,7 @@ class OfflineIssue:
 class OfflineTaskIssues:
     """``encord.issues.issue_client.TaskIssues`` of one data unit."""
 
-    def __init__(self, project: OfflineProject, data_hash: str) -> None:
+    def __init__(self, project: StandInServer, data_hash: str) -> None:
         self._project = project
         self._data_hash = data_hash
 
@@ -81,7 +99,7 @@ class OfflineTask:
 
     kind = "Task"
 
-    def __init__(self, project: OfflineProject, stage: dict[str, Any], data_hash: str) -> None:
+    def __init__(self, project: StandInServer, stage: dict[str, Any], data_hash: str) -> None:
         self._project = project
         self._stage = stage
         meta = project.records[data_hash]["metadata"]
@@ -179,7 +197,7 @@ class OfflineAgentTask(OfflineTask):
 class OfflinePathway:
     """``encord.workflow.stages.agent.AgentPathway``."""
 
-    def __init__(self, project: OfflineProject, record: dict[str, Any]) -> None:
+    def __init__(self, project: StandInServer, record: dict[str, Any]) -> None:
         self._project = project
         self._record = record
 
@@ -207,7 +225,7 @@ class OfflineStage:
     task_class: type[OfflineTask] = OfflineTask
     kind = "WorkflowStageBase"
 
-    def __init__(self, project: OfflineProject, record: dict[str, Any]) -> None:
+    def __init__(self, project: StandInServer, record: dict[str, Any]) -> None:
         from encord.orm.workflow import WorkflowStageType
 
         self._project = project
@@ -294,7 +312,7 @@ STAGE_CLASSES: dict[str, type[OfflineStage]] = {
 
 
 class OfflineWorkflow:
-    def __init__(self, project: OfflineProject) -> None:
+    def __init__(self, project: StandInServer) -> None:
         self._project = project
 
     @property

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.errors import InputError
 from plugins.filters.masks import has_tags, in_stages, metric_range, not_near_duplicate, predicted_class
-from plugins.protocols import Array, FilterInputs
+from plugins.protocols import FilterInputs, Removal
 
 log = logging.getLogger("runner")
 
@@ -133,16 +133,6 @@ class CandidateFilter:
         if self.include_tags:
             parts.append(f"tagged none of {', '.join(self.include_tags)}")
         return " or ".join(parts)
-
-
-@dataclass(frozen=True)
-class Removal:
-    """The candidates one filter rejected in a round, and why."""
-
-    filter: str  # the filters key that rejected them, e.g. ``metrics.brightness``
-    reason: str  # why, in words
-    items: Array  # the rejected candidates' item indices, in candidate order
-    values: list[Any]  # per rejected item, the value the filter judged (empty where there is none to show)
 
 
 def _class_indices(classes: Sequence[str | int], class_names: Sequence[str]) -> list[int]:

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.metrics.embedding_space import l2_normalise, nearest
 from plugins.neighbours import NeighbourSearch, search_for
-from plugins.protocols import Array
 
 
 def metric_range(values: Array, low: float | None = None, high: float | None = None) -> Array:

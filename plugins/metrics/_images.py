@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 from plugins.sources.dataset import StoredImages
 
 # ITU-R BT.601 luma weights: what OpenCV and Pillow use for RGB -> gray, so intensities match the usual tools.

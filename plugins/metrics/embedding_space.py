@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.neighbours import NeighbourSearch, search_for
-from plugins.protocols import Array
 
 
 def l2_normalise(embeddings: Array) -> tuple[Array, Array]:

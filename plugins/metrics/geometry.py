@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.metrics._images import Images, count, is_stacked, item_shapes
-from plugins.protocols import Array
 
 
 def _widths_heights(images: Images) -> tuple[Array, Array]:

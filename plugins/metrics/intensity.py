@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from plugins.arrays import Array
 from plugins.metrics._images import Images, per_item
-from plugins.protocols import Array
 
 
 def brightness(images: Images) -> Array:

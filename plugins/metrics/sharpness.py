@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.metrics._images import Images, per_item
-from plugins.protocols import Array
 
 
 def laplacian_variance(gray: Array) -> Array:

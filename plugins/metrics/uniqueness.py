@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.metrics.embedding_space import distinct_rows, l2_normalise, nearest
 from plugins.neighbours import NeighbourSearch
-from plugins.protocols import Array
 
 
 def uniqueness(embeddings: Array, neighbours: NeighbourSearch | None = None) -> Array:

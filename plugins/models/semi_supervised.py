@@ -15,9 +15,9 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.semi_supervised import LabelSpreading
 
+from plugins.arrays import Array
 from plugins.embedders.pixels import pca_solver
 from plugins.models.features import float64_rows
-from plugins.protocols import Array
 
 
 class LabelSpreadingClassifier:

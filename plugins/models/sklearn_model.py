@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from plugins.arrays import Array
 from plugins.errors import InputError
 from plugins.models.features import float64_rows, rows
-from plugins.protocols import Array
 
 
 class SklearnClassifier:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 class TorchClassifier:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.errors import InputError
-from plugins.protocols import Array
 
 
 def split_items(labels: Array, test_size: int, rng: np.random.Generator) -> Array:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 POLICY_INPUTS = frozenset({"scores", "budget", "predicted", "cost"})
 

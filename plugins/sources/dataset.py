@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins.protocols import Array
+from plugins.arrays import Array
 
 
 @dataclass(frozen=True)

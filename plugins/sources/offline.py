@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.errors import InputError
-from plugins.protocols import Array
 from plugins.sources.dataset import Dataset
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"

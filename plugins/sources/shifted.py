@@ -19,9 +19,9 @@ from typing import cast
 
 import numpy as np
 
+from plugins.arrays import Array
 from plugins.errors import InputError
 from plugins.files import atomic_write, save_npy
-from plugins.protocols import Array
 from plugins.sources.dataset import Dataset, StoredImages
 from plugins.sources.offline import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, read_idx
 
