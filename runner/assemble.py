@@ -51,7 +51,7 @@ class Audit:
     min_labels: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Parts:
     """Everything one run is made of, built and checked before the run directory is touched. Nothing after
     assembly reads the config dict: what the stages need of it is here, typed."""
@@ -130,18 +130,22 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
             )
         if filters.needs_model and loop.initial_labels == 0:
             raise ConfigError("filters.classes filters by predicted class, which needs loop.initial_labels > 0")
-        labeller = SimulatedAnnotators(annotators, start, record, data_fingerprint(data), project_name,
-                                       data.n_classes, seed)
+        labeller = SimulatedAnnotators(annotators=annotators, start=start, record=record,
+                                       fingerprint=data_fingerprint(data), project_name=project_name,
+                                       n_classes=data.n_classes, seed=seed)
     else:
         assert platform is not None, "a human-mode source is a platform (checked in _source)"
-        platform_labeller = PlatformLabeller(platform, _planner(act), identity, record, project_name)
+        platform_labeller = PlatformLabeller(platform=platform, planner=_planner(act), identity=identity,
+                                             record=record, project_name=project_name)
         platform_labeller.check_act()  # the act settings against the platform's workflow (stages, pathways)
         labeller = platform_labeller
 
     parts = Parts(
-        seed, project_name, loop, selection, section(ReportSettings, config.get("report")), data,
-        dict(config["model"]), acquisition, Embeddings(embedder, needs_embeddings), metrics, filters, policy,
-        labeller, audit, section(ComputeSettings, config.get("compute")),
+        seed=seed, project_name=project_name, loop=loop, selection=selection,
+        report=section(ReportSettings, config.get("report")), data=data, model_node=dict(config["model"]),
+        acquisition=acquisition, embeddings=Embeddings(embedder, needs_embeddings), metrics=metrics,
+        filters=filters, policy=policy, labeller=labeller, audit=audit,
+        compute=section(ComputeSettings, config.get("compute")),
     )
     model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
     if "samples" in acquisition.inputs and not isinstance(model, SamplesPredictions):
@@ -186,7 +190,8 @@ def _planner(node: dict[str, Any]) -> Planner:
     label = f"act '{node['name']}'"
     function = instantiate_callable(node["function"], label)
     arguments = {k: v for k, v in node["function"].items() if k != "_target_"}
-    return Planner(str(node["name"]), label, function, arguments, bool(node["apply"]), int(node["show"]))
+    return Planner(name=str(node["name"]), label=label, function=function, arguments=arguments,
+                   apply=bool(node["apply"]), show=int(node["show"]))
 
 
 def _audit(node: dict[str, Any]) -> Audit | None:
