@@ -34,12 +34,18 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if given in (["--help"], ["-h"]):
+        from runner.hydra_configs import help_text
+
+        print(help_text())
+        return
     from runner.composition import parse_command
     from runner.errors import ConfigError
     from runner.precheck import check_command
 
     try:
-        check_command(parse_command(sys.argv[1:] if argv is None else argv))
+        check_command(parse_command(given))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

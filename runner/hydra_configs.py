@@ -47,18 +47,43 @@ def defaults(cls: type, *, leave_out: tuple[str, ...] = (), **changed: Any) -> d
     return node
 
 
+def nodes() -> dict[tuple[str | None, str], dict[str, Any]]:
+    """``(group, option) -> node`` of every settings group's options and the top-level keys."""
+    return {
+        (None, "run_settings"): defaults(RunSettings),
+        ("loop", "default"): defaults(LoopSettings),
+        ("selection", "default"): defaults(SelectionSettings),
+        ("report", "default"): defaults(ReportSettings),
+        ("compute", "local"): defaults(ComputeSettings),
+        ("compute", "ray"): defaults(ComputeSettings, backend="ray", address=None, num_cpus=None),
+    }
+
+
 def register() -> None:
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(name="run_settings", node=defaults(RunSettings), provider=PROVIDER)
-    store.store(group="loop", name="default", node=defaults(LoopSettings), provider=PROVIDER)
-    store.store(group="selection", name="default", node=defaults(SelectionSettings), provider=PROVIDER)
-    store.store(group="report", name="default", node=defaults(ReportSettings), provider=PROVIDER)
-    store.store(group="compute", name="local", node=defaults(ComputeSettings), provider=PROVIDER)
-    store.store(group="compute", name="ray", provider=PROVIDER,
-                node=defaults(ComputeSettings, backend="ray", address=None, num_cpus=None))
+    for (group, name), node in nodes().items():
+        store.store(group=group, name=name, node=node, provider=PROVIDER)
     store.store(group="hydra/help", name="runner", node=help_node(), provider=PROVIDER)
+
+
+def help_text() -> str:
+    """``python -m runner --help`` without overrides: the same page Hydra shows (``hydra.help``), with the config
+    groups listed from ``conf/`` and the registered options. Hydra builds its page by copying its whole config
+    repository once per group option, which takes longer than everything else the command does."""
+    from runner.composition import CONFIG_PATH, RUNNER_DIR
+
+    conf = (RUNNER_DIR / CONFIG_PATH).resolve()
+    groups: dict[str, set[str]] = {}
+    for folder in conf.iterdir():
+        if folder.is_dir() and folder.name != "hydra":
+            groups.setdefault(folder.name, set()).update(p.stem for p in folder.glob("*.yaml"))
+    for group, name in nodes():
+        if group is not None:
+            groups.setdefault(group, set()).add(name)
+    listed = "".join(f"{group}: {', '.join(sorted(options))}\n" for group, options in sorted(groups.items()))
+    return str(help_node()["template"]).replace("\\${", "${").replace("$APP_CONFIG_GROUPS", listed)
 
 
 # --- the help page ------------------------------------------------------------------------------------------------

@@ -227,3 +227,13 @@ def test_help_does_not_import_torch():
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
     assert "acquisition" in result.stdout  # Hydra's help lists the config groups
+
+
+def test_the_quick_help_is_the_page_hydra_shows():
+    # Bare --help is printed without Hydra (which copies its whole repository per group to list the groups);
+    # with an override Hydra renders the same page from the same hydra.help node.
+    ours = run_cli("--help")
+    hydras = run_cli("--help", "seed=0")
+    assert ours.returncode == 0 and hydras.returncode == 0, hydras.stderr
+    assert ours.stdout.strip() == hydras.stdout.strip()
+    assert "loop.rounds=5" in ours.stdout and "selection: default" in ours.stdout
