@@ -31,13 +31,16 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
         except OmegaConfBaseException as exc:
             raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
-        human = (config.get("loop") or {}).get("mode") == "human"
+        from runner.validation import validate
+
+        validate(config)  # once per process: a single run's pre-check did it already; a sweep's job does it here
+        human = config["loop"]["mode"] == "human"
         summary = None if human else finished_summary(config, run_dir)
         if summary is not None:
             # A re-run sweep meets its finished jobs again: answer from the record, load and compute nothing.
             log.info(f"{run_dir} already finished; skipping")
             return summary
-        threads = int(config.get("threads", 1))
+        threads = int(config["threads"])
         # BLAS and OpenMP read these when they load (numpy, scipy and scikit-learn each bring their own);
         # threadpool_limits covers the ones a launcher's worker process had loaded already.
         for variable in THREAD_VARIABLES:

@@ -36,10 +36,11 @@ def defaults(cls: type, *, leave_out: tuple[str, ...] = (), **changed: Any) -> d
     """The node a settings declaration gives: every declared default, in declaration order (which is the order
     of the keys in ``config.resolved.yaml``), optional keys left out."""
     node: dict[str, Any] = {}
+    declared = cls()
     for item in dataclasses.fields(cls):
         if item.name in leave_out or item.metadata.get("optional"):
             continue
-        value = getattr(cls(), item.name)
+        value = getattr(declared, item.name)
         nested = dataclasses.is_dataclass(value) and not isinstance(value, type)
         node[item.name] = dataclasses.asdict(value) if nested else value
     for key, value in changed.items():
