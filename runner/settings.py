@@ -236,22 +236,25 @@ class AuditSection:
 
 @dataclass(frozen=True)
 class FilterArguments:
-    """``filters``: which unlabelled items may be selected (the candidate filter's arguments)."""
+    """``filters``: which unlabelled items may be selected. A plugin node: these are the shipped candidate filter's
+    arguments, typed where they are given (another filter plugin takes its own, checked by its signature)."""
 
     _target_: str = choice("the candidate filter", minLength=1)
-    metrics: dict[str, list[float | None]] = choice(
+    metrics: dict[str, list[float | None]] | None = choice(
         "metric name -> [low, high], inclusive, null for an open side; items whose metric is NaN never pass",
+        optional=True,
         additionalProperties={"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": ["number", "null"]}})
-    tags: dict[str, list[str]] = choice("include: keep items with any of these tags (all when empty); exclude: "
-                                        "drop items with any of these", properties={
-                                            "include": {"type": "array", "items": {"type": "string"}},
-                                            "exclude": {"type": "array", "items": {"type": "string"}}})
-    stages: list[str] | None = choice("workflow stages to keep (null: every stage)", nullable=True)
+    tags: dict[str, list[str]] | None = choice("include: keep items with any of these tags (all when empty); exclude: "
+                                               "drop items with any of these", optional=True, properties={
+                                                   "include": {"type": "array", "items": {"type": "string"}},
+                                                   "exclude": {"type": "array", "items": {"type": "string"}}})
+    stages: list[str] | None = choice("workflow stages to keep (null: every stage)", optional=True, nullable=True)
     classes: list[str | int] | None = choice("predicted classes to keep, by name or index (null: all)",
-                                             nullable=True)
-    exclude_near_duplicates: bool = choice("drop candidates within near_duplicate_threshold of a labelled item "
-                                           "or of an earlier kept candidate")
-    near_duplicate_threshold: float = choice("Euclidean distance between L2-normalised embeddings", minimum=0)
+                                             optional=True, nullable=True)
+    exclude_near_duplicates: bool | None = choice("drop candidates within near_duplicate_threshold of a labelled "
+                                                  "item or of an earlier kept candidate", optional=True)
+    near_duplicate_threshold: float | None = choice("Euclidean distance between L2-normalised embeddings",
+                                                    optional=True, minimum=0)
 
 
 # What each section of the config is: settings declared with their defaults, or a group's choice.

@@ -116,7 +116,7 @@ def check_keys(config: Mapping[str, Any]) -> None:
     known = allowed_keys()
     sections = [("", config)] + [(name, config[name]) for name in known if name and isinstance(config.get(name), dict)]
     for where, node in sections:
-        if where and "_target_" in node and where != "filters":
+        if where and "_target_" in node:
             continue
         extra = sorted(set(node) - set(known[where]))
         if extra:

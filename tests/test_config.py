@@ -96,3 +96,20 @@ def test_a_config_is_validated_once_per_process(tmp_path, monkeypatch):
     assert len(calls) == 1
     run_in_process(tmp_path / "other", "+experiment=digits", "loop.rounds=1", "seed=3")  # another config: checked
     assert len(calls) == 2
+
+
+class OwnFilter:
+    """A candidate filter of a user's own, with arguments the shipped one does not take."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+
+def test_a_filter_of_ones_own_takes_its_own_arguments_and_the_shipped_ones_stay_typed():
+    config = composed("allowed_packages=[tests]")
+    config["filters"] = {"_target_": "tests.test_config.OwnFilter", "threshold": 0.5}
+    validate(config)
+    with pytest.raises(ConfigError, match="config key 'filters.near_duplicate_threshold' must be >= 0"):
+        validate(composed("filters.near_duplicate_threshold=-1"))
+    with pytest.raises(ConfigError, match="'filters.exclude_near_duplicates' must be of type boolean"):
+        validate(composed("filters.exclude_near_duplicates=maybe"))
