@@ -230,7 +230,7 @@ def sweep_jobs(config: DictConfig, task_overrides: Sequence[str], loader: Any = 
     return [list(job) for job in itertools.product(*choices.values())]
 
 
-def compose_job(command: Command, sweep: Sweep, job: list[str], number: int) -> DictConfig:
+def compose_job(command: Command, job: list[str], number: int) -> DictConfig:
     """One job's config as its launcher composes it, numbered as launchers number them."""
     from omegaconf import open_dict
 

@@ -61,7 +61,7 @@ def check_sweep(command: Command) -> None:
     check_hydra(sweep.config, COMMAND_SECTIONS)
     check_output_dir(resolved(sweep.config, "hydra.sweep.dir"), "hydra.sweep.dir")
     for number, job in enumerate(sweep.jobs):
-        check_job(compose_job(command, sweep, job, number), "hydra.sweep.dir", "hydra.sweep.subdir", whole=False)
+        check_job(compose_job(command, job, number), "hydra.sweep.dir", "hydra.sweep.subdir", whole=False)
 
 
 def check_job(cfg: DictConfig, dir_key: str, subdir_key: str | None, whole: bool) -> None:
