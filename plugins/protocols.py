@@ -90,6 +90,23 @@ def learns_from_pool(model: object) -> bool:
     return fit is not None and _takes(fit, "unlabeled")
 
 
+class WarmStarts(Protocol):
+    """A model that can continue from the previous round's: ``fit(X, y, warm_from=previous)``, ``previous`` being
+    the last round's fitted model of the same configuration (None: no earlier round was trained). The model
+    decides whether it uses it (``model.warm_start``) and must not change it.
+
+    ``isinstance`` cannot tell this ``fit`` from a plain one; :func:`warm_starts` reads the signature.
+    """
+
+    def fit(self, X: Array, y: Array, warm_from: Any | None = None) -> Any: ...
+
+
+def warm_starts(model: object) -> bool:
+    """Whether ``model.fit`` takes ``warm_from`` and the model is set to use it (see :class:`WarmStarts`)."""
+    fit = getattr(model, "fit", None)
+    return fit is not None and _takes(fit, "warm_from") and bool(getattr(model, "warm_start", False))
+
+
 # --- embedders ------------------------------------------------------------------------------------------------
 
 

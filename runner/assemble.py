@@ -16,11 +16,12 @@ import numpy as np
 
 from plugins.acquisition.protocol import declared_inputs
 from plugins.errors import InputError
-from plugins.protocols import CandidateScreen, SamplesPredictions
+from plugins.protocols import CandidateScreen, ModelEmbedder, SamplesPredictions
 from plugins.selection.initial import class_balanced_sample, split_items
 from plugins.selection.policies import POLICY_INPUTS
 from plugins.sources.dataset import Dataset
 from runner.acquire import Acquisition
+from runner.embedding_cache import EmbeddingCache, embedder_identity
 from runner.errors import ConfigError, PluginError, from_plugin
 from runner.instantiate import instantiate_callable, instantiate_node
 from runner.labellers import ACT_INPUTS, Annotators, Labeller, SimulatedAnnotators, initial_labels
@@ -28,7 +29,14 @@ from runner.platform_labeller import Planner, Platform, PlatformLabeller, check_
 from runner.quality import Embeddings, Metric, metric_set
 from runner.rundir import ConfigRecord
 from runner.seeds import stage_rng
-from runner.settings import ComputeSettings, LoopSettings, ReportSettings, SelectionSettings, section
+from runner.settings import (
+    RUNNER_ARGUMENTS,
+    ComputeSettings,
+    LoopSettings,
+    ReportSettings,
+    SelectionSettings,
+    section,
+)
 from runner.stages import StartPlan
 from runner.store import GLOBAL_ROUND
 from runner.validation import validate
@@ -62,7 +70,8 @@ class Parts:
     selection: SelectionSettings
     report: ReportSettings
     data: Dataset
-    model_node: dict[str, Any]
+    model_node: dict[str, Any]  # the plugin's node: the runner's own keys (model.input) taken out
+    model_input: str  # "pixels" or "embeddings" (settings.MODEL_INPUTS)
     acquisition: Acquisition
     embeddings: Embeddings
     metrics: list[Metric]
@@ -102,10 +111,15 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
     metric_names = [m.name for m in metrics]
     filters = instantiate_node(config["filters"], "filters")
     embedder = instantiate_node(config["embedder"], "embedder")
+    model_node = {k: v for k, v in config["model"].items() if k not in RUNNER_ARGUMENTS["model"]}
+    model_input = str(config["model"].get("input") or "pixels")
+    _check_model_input(model_input, embedder, config["embedder"])
     needs_embeddings = (
-        acquisition.needs_embeddings or filters.needs_embeddings or any(m.source == "embeddings" for m in metrics)
+        model_input == "embeddings" or acquisition.needs_embeddings or filters.needs_embeddings
+        or any(m.source == "embeddings" for m in metrics)
     )
     policy = _policy(config["selection"])
+    compute = section(ComputeSettings, config.get("compute"))
     act = config["act"]
     annotators = None if not loop.simulated else _annotators(act)
     audit = _audit(config["audit"])
@@ -142,10 +156,10 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
 
     parts = Parts(
         seed=seed, project_name=project_name, loop=loop, selection=selection,
-        report=section(ReportSettings, config.get("report")), data=data, model_node=dict(config["model"]),
-        acquisition=acquisition, embeddings=Embeddings(embedder, needs_embeddings), metrics=metrics,
-        filters=filters, policy=policy, labeller=labeller, audit=audit,
-        compute=section(ComputeSettings, config.get("compute")),
+        report=section(ReportSettings, config.get("report")), data=data, model_node=model_node,
+        model_input=model_input, acquisition=acquisition,
+        embeddings=Embeddings(embedder, needs_embeddings, _embedding_cache(compute, config["embedder"])),
+        metrics=metrics, filters=filters, policy=policy, labeller=labeller, audit=audit, compute=compute,
     )
     model = parts.new_model(random_state=0)  # a bad model config fails here, before any stage runs
     if "samples" in acquisition.inputs and not isinstance(model, SamplesPredictions):
@@ -154,6 +168,21 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
             "use model=cnn"
         )
     return parts
+
+
+def _check_model_input(model_input: str, embedder: Any, node: dict[str, Any]) -> None:
+    if model_input == "embeddings" and isinstance(embedder, ModelEmbedder):
+        raise ConfigError(
+            f"model.input=embeddings trains the model on the embedder's vectors, and embedder={node.get('_target_')} "
+            "asks the model for them; pick an embedder computed without the model (embedder=pixels, "
+            "self_supervised, clip)"
+        )
+
+
+def _embedding_cache(compute: ComputeSettings, node: dict[str, Any]) -> EmbeddingCache | None:
+    if compute.embedding_cache is None:
+        return None
+    return EmbeddingCache(compute.embedding_cache, embedder_identity(node))
 
 
 def _round_zero(acquisition: Acquisition) -> Acquisition:

@@ -91,6 +91,18 @@ def learning_curve(points: Sequence[tuple[int, float]], title: str, target: floa
         return png(fig)
 
 
+def training_loss(losses: np.ndarray, title: str) -> bytes:
+    """An embedder's training loss per epoch."""
+    with styled():
+        fig, ax = new_figure(6.4, 3.0)
+        epochs = np.arange(1, len(losses) + 1)
+        ax.plot(epochs, losses, color=PALETTE[0], marker="o", markersize=2.5, linewidth=1.4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(title, loc="left")
+        return png(fig)
+
+
 def stage_times(rows: Sequence[dict[str, Any]]) -> bytes:
     """Seconds of each stage per round, stacked; stages in the order the rounds ran them."""
     stages: list[str] = []

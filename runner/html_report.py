@@ -132,6 +132,7 @@ class RunPage:
             "cards": self.cards(summary),
             "curve": figure(curve.read_bytes()) if curve.is_file() else None,
             "stages": figure(figures.stage_times(rows)) if rows else None,
+            "encoder_loss": self.encoder_loss(),
             "table": [self.round_row(row, previous) for row, previous in zip(rows, [None, *rows[:-1]], strict=True)],
             "rounds": [self.round_items(r, rows) for r in reversed(shown)],
             "rounds_hidden": len(selecting) - len(shown),
@@ -146,6 +147,15 @@ class RunPage:
         }
 
     # --- pieces ---
+    def encoder_loss(self) -> dict[str, Any] | None:
+        """The embedder's training loss per epoch, where it trained one (embedder=self_supervised)."""
+        from runner import figures
+
+        losses = self.store.get_array("embeddings/loss_curve")
+        if losses is None or not len(losses):
+            return None
+        return figure(figures.training_loss(np.asarray(losses), "embedder training loss (no labels used)"))
+
     def cards(self, summary: dict[str, Any]) -> list[tuple[str, str]]:
         target = summary.get("target_accuracy")
         reached = summary.get("labels_to_target")

@@ -14,6 +14,7 @@ import numpy as np
 from plugins.neighbours import NeighbourSearch
 from plugins.protocols import BlockEmbedder, BlockMap, ModelEmbedder, spreads_blocks
 from runner.compute import Compute, shards
+from runner.embedding_cache import Cached, EmbeddingCache, worth_caching
 from runner.errors import ConfigError
 from runner.instantiate import instantiate_callable
 
@@ -65,10 +66,13 @@ class Embeddings:
     a static embedder, stands in.
     """
 
-    def __init__(self, embedder: Any, needed: bool) -> None:
+    def __init__(self, embedder: Any, needed: bool, cache: EmbeddingCache | None = None) -> None:
         self.embedder = embedder
         self.static_embedder = embedder.fallback if isinstance(embedder, ModelEmbedder) else embedder
         self.needed = needed
+        # Kept between runs only for an embedder that says it is worth it (training or running a network).
+        self.cache = cache if worth_caching(self.static_embedder) else None
+        self.loss_curve: np.ndarray | None = None
         self.images: np.ndarray | None = None
         self.load: Callable[[], np.ndarray | None] | None = None
         self._static: np.ndarray | None = None
@@ -78,12 +82,30 @@ class Embeddings:
         self.images, self.load, self._static = images, load, None
 
     def fit_static(self, images: Any, map_blocks: BlockMap | None = None) -> np.ndarray:
-        """The static embeddings; ``map_blocks`` (run a function over blocks of items, in order: the run's
-        compute backend) goes to an embedder that can spread its work, such as PixelPCA's streamed fit."""
+        """The static embeddings, from the cache where they are there; ``map_blocks`` (run a function over blocks
+        of items, in order: the run's compute backend) goes to an embedder that can spread its work, such as
+        PixelPCA's streamed fit. An embedder that trains keeps its loss per epoch in ``loss_curve_``, which
+        lands in ``loss_curve``."""
+        if self.cache is None:
+            return self._computed(images, map_blocks).vectors
+        key = self.cache.key(images)
+        with self.cache.held(key):
+            entry = self.cache.load(key, len(images))
+            if entry is None:
+                entry = self._computed(images, map_blocks)
+                self.cache.save(key, entry)
+        self.loss_curve = entry.loss_curve
+        return entry.vectors
+
+    def _computed(self, images: Any, map_blocks: BlockMap | None) -> Cached:
         embedder = self.static_embedder
         if map_blocks is not None and spreads_blocks(embedder):
-            return cast(BlockEmbedder, embedder).fit_transform(images, map_blocks=map_blocks)
-        return embedder.fit_transform(images)
+            vectors = cast(BlockEmbedder, embedder).fit_transform(images, map_blocks=map_blocks)
+        else:
+            vectors = embedder.fit_transform(images)
+        curve = getattr(embedder, "loss_curve_", None)
+        self.loss_curve = None if curve is None else np.asarray(curve, dtype=np.float64)
+        return Cached(np.asarray(vectors), self.loss_curve)
 
     def static(self) -> np.ndarray | None:
         if self._static is None and self.load is not None:

@@ -74,6 +74,16 @@ class Session:
         log.debug(f"stage {name} (round {round_}): {seconds:.2f} s, peak RSS {peak:.0f} MiB")
 
     # --- what stages are given --------------------------------------------------------------------------
+    def model_inputs(self) -> Any:
+        """What the model is trained on and predicts from, every item's: the images, or (``model.input:
+        embeddings``) the static embeddings computed at the embed stage."""
+        if self.parts.model_input == "pixels":
+            return self.parts.data.images
+        vectors = self.parts.embeddings.static()
+        if vectors is None:
+            raise RuntimeError("model.input=embeddings, and the embed stage has not computed the embeddings")
+        return vectors
+
     def model(self, round_: int) -> Any | None:
         if round_ not in self.models:
             blob = self.store.get_blob(f"model/{round_:03d}")
@@ -88,7 +98,7 @@ class Session:
             model=self.model(round_),
             labeled=labeled,
             labels=labels,
-            images=parts.data.images,
+            images=self.model_inputs(),
             class_names=list(parts.data.class_names),
             model_label=parts.model_label,
             embedder=parts.embeddings,
@@ -156,13 +166,18 @@ class Session:
             if len(indices) == 0:
                 return lambda tx: None
             model = self.parts.new_model(stage_seed(self.parts.seed, round_, "train"))
-            images = self.parts.data.images
+            images = self.model_inputs()
             write = stages.train(model, images[indices], labels, round_, self.parts.model_label,
-                                 unlabeled=lambda: images[self.candidates()])
+                                 unlabeled=lambda: images[self.candidates()], previous=lambda: self.warm_model(round_))
             self.models = {round_: model}
             return write
 
         self.stage(round_, "train", work)
+
+    def warm_model(self, round_: int) -> Any | None:
+        """The previous round's model, for a model that continues from it (None: none was trained)."""
+        blob = self.store.get_blob(stages.warm_blob(round_ - 1))
+        return None if blob is None else pickle.loads(blob)
 
     def audit(self, round_: int) -> None:
         """Label-error detection on the labelled items (with ``audit`` configured); ``label_issues.csv``."""
@@ -174,7 +189,7 @@ class Session:
             indices, labels = self.store.labeled()
             seed = stage_seed(parts.seed, round_, "audit")
             return stages.audit(
-                round_, parts.data.images, indices, labels, lambda: parts.new_model(seed), audit.folds, seed,
+                round_, self.model_inputs(), indices, labels, lambda: parts.new_model(seed), audit.folds, seed,
                 audit.function, audit.label, audit.min_labels,
             )
 

@@ -101,6 +101,8 @@ class LoopSettings:
         return self.mode == "simulate"
 
 
+# What a model may be trained on: the images themselves, or the static embedder's vectors of them.
+MODEL_INPUTS = ("pixels", "embeddings")
 POLICIES = {
     "topk": {"_target_": "plugins.selection.policies.topk"},
     "class_balanced": {"_target_": "plugins.selection.policies.class_balanced"},
@@ -177,6 +179,9 @@ class ComputeSettings:
                                  "Ray on this machine", optional=True, nullable=True, minLength=1)
     num_cpus: int | None = choice("compute=ray on this machine: cores Ray may use (null = all)", optional=True,
                                   nullable=True, minimum=1)
+    embedding_cache: str | None = setting("outputs/cache/embeddings", "where embeddings that cost minutes (a trained "
+                                          "or pretrained encoder's) are kept between runs, keyed by the images and "
+                                          "the encoder; null = not kept", minLength=1)
 
 
 # --- sections whose values come from a group's option files ---------------------------------------------------
@@ -235,6 +240,20 @@ class AuditSection:
 
 
 @dataclass(frozen=True)
+class ModelSection:
+    """``model``: a plugin node (``_target_`` and the model's arguments, checked by its signature), and what the
+    runner gives it, which is not passed to the plugin."""
+
+    _target_: str = choice("the model (plugins/models/, or any scikit-learn-style classifier)", minLength=1)
+    input: str | None = choice("what the model is trained on: pixels (the images) or embeddings (the embedder's "
+                               "vectors, computed once and cached)", optional=True, enum=list(MODEL_INPUTS))
+
+
+# Keys of a plugin node that the runner reads and does not pass to the plugin.
+RUNNER_ARGUMENTS: dict[str, tuple[str, ...]] = {"model": ("input",)}
+
+
+@dataclass(frozen=True)
 class FilterArguments:
     """``filters``: which unlabelled items may be selected. A plugin node: these are the shipped candidate filter's
     arguments, typed where they are given (another filter plugin takes its own, checked by its signature)."""
@@ -260,7 +279,7 @@ class FilterArguments:
 # What each section of the config is: settings declared with their defaults, or a group's choice.
 SECTIONS: dict[str, type] = {
     "project": ProjectSection,
-    "model": Plugin,
+    "model": ModelSection,
     "acquisition": AcquisitionSection,
     "selection": SelectionSettings,
     "loop": LoopSettings,

@@ -17,7 +17,7 @@ import numpy as np
 
 from plugins.acquisition.protocol import PastRound
 from plugins.neighbours import NeighbourSearch
-from plugins.protocols import learns_from_pool
+from plugins.protocols import learns_from_pool, warm_starts
 from runner.acquire import Acquisition, InputProvider, score_candidates, score_shards, select_batch
 from runner.audit import out_of_fold_probs
 from runner.compute import Compute
@@ -70,20 +70,39 @@ def import_items(plan: StartPlan, fingerprint: str, n_classes: int) -> Writer:
 
 
 def train(model: Any, images: np.ndarray, labels: np.ndarray, round_: int, label: str,
-          unlabeled: Callable[[], np.ndarray] | None = None) -> Writer:
+          unlabeled: Callable[[], np.ndarray] | None = None,
+          previous: Callable[[], Any | None] | None = None) -> Writer:
     """Fit ``model`` (a fresh one, seeded for this round) on the labelled images and keep it for the round.
 
     A model whose ``fit`` takes ``unlabeled`` learns from the unlabelled pool's images too (semi-supervised).
+    A model that warm-starts (``model.warm_start``) continues from the previous round's model (``previous()``,
+    kept under ``warm/`` for the next round, so a resumed run continues from exactly the same weights).
     """
+    arguments: dict[str, Any] = {}
+    if unlabeled is not None and learns_from_pool(model):
+        arguments["unlabeled"] = unlabeled()
+    warm = warm_starts(model)
+    if warm and previous is not None:
+        arguments["warm_from"] = previous()
     try:
-        if unlabeled is not None and learns_from_pool(model):
-            model.fit(images, labels, unlabeled=unlabeled())
-        else:
-            model.fit(images, labels)
+        model.fit(images, labels, **arguments)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise PluginError(f"{label}: fit failed: {exc}") from None
     blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    return lambda tx: tx.put_blob(f"model/{round_:03d}", blob)
+
+    def write(tx: Store) -> None:
+        tx.put_blob(f"model/{round_:03d}", blob)
+        if warm:
+            tx.put_blob(warm_blob(round_), blob)
+            # The one before the previous is no longer needed; the previous stays, should this round be redone.
+            tx.delete_blobs(warm_blob(round_ - 2))
+
+    return write
+
+
+def warm_blob(round_: int) -> str:
+    """Where a warm-starting model of ``round_`` is kept for the next round."""
+    return f"warm/{round_:03d}"
 
 
 def evaluate(view: RoundView, test: np.ndarray, labels: np.ndarray, extra: dict[str, Any] | None = None,
@@ -159,7 +178,14 @@ def audit(round_: int, images: np.ndarray, indices: np.ndarray, labels: np.ndarr
 
 def embed(embeddings: Embeddings, images: Any, compute: Compute | None = None) -> Writer:
     vectors = embeddings.fit_static(images, None if compute is None else compute.map)
-    return lambda tx: tx.put_array("embeddings/static", vectors)
+    curve = embeddings.loss_curve
+
+    def write(tx: Store) -> None:
+        tx.put_array("embeddings/static", vectors)
+        if curve is not None:
+            tx.put_array("embeddings/loss_curve", curve)
+
+    return write
 
 
 def measure(metrics: list[Metric], images: Any, item_ids: np.ndarray, n_classes: int,

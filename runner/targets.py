@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any
 
 from runner.errors import ConfigError, did_you_mean
+from runner.settings import RUNNER_ARGUMENTS
 
 # The keys Hydra's ``instantiate`` reads itself; every other key of a target node is an argument.
 INSTANTIATE_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})
@@ -253,7 +254,7 @@ def _check_argument_names(path: str, node: Mapping[str, Any], obj: Any) -> None:
     args = node.get("_args_", [])
     if not isinstance(args, list):
         raise ConfigError(f"config key '{_join(path, '_args_')}' must be a list (got {args!r})")
-    kwargs = {k: v for k, v in node.items() if k not in INSTANTIATE_KEYS}
+    kwargs = {k: v for k, v in node.items() if k not in INSTANTIATE_KEYS and k not in RUNNER_ARGUMENTS.get(path, ())}
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):  # no signature to check against; the call itself will say
