@@ -112,12 +112,12 @@ class EmbeddingCache:
     def save(self, key: str, entry: Cached) -> None:
         path = self.path(key)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        arrays = {"vectors": entry.vectors}
-        if entry.loss_curve is not None:
-            arrays["loss_curve"] = entry.loss_curve
         try:
             with open(temporary, "wb") as handle:
-                np.savez(handle, **arrays)
+                if entry.loss_curve is None:
+                    np.savez(handle, vectors=entry.vectors)
+                else:
+                    np.savez(handle, vectors=entry.vectors, loss_curve=entry.loss_curve)
             os.replace(temporary, path)
         except OSError as exc:  # a full or read-only disk costs the next run time, not this run its result
             log.warning(f"embedding cache: could not write {path} ({exc})")

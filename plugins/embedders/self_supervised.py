@@ -151,7 +151,7 @@ class SelfSupervised:
                     first, second = self._view(x, generator), self._view(x, generator)
                     loss = nt_xent(head(encoder(first)), head(encoder(second)), self.temperature)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward()  # type: ignore[no-untyped-call]
                     optimizer.step()
                     schedule.step()
                     losses.append(float(loss.detach()))
