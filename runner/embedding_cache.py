@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -28,13 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from runner.environment import package_versions
-
 log = logging.getLogger("runner")
 # Items hashed at once: bounded memory on any pool.
 HASH_CHUNK = 8192
 # Libraries whose version can change what an embedder computes.
-EMBEDDING_LIBRARIES = ("numpy", "torch", "scikit-learn")
+EMBEDDING_LIBRARIES = ("numpy", "torch", "scikit-learn", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,7 @@ def embedder_identity(node: Mapping[str, Any]) -> str:
         path = Path(value).expanduser()
         if path.is_file():
             digest.update(_file_digest(path).encode())
-    versions = package_versions()
-    digest.update(json.dumps({name: versions.get(name) for name in EMBEDDING_LIBRARIES}, sort_keys=True).encode())
+    digest.update(json.dumps({name: _version(name) for name in EMBEDDING_LIBRARIES}, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -124,6 +122,13 @@ class EmbeddingCache:
             temporary.unlink(missing_ok=True)
             return
         log.info(f"embeddings cached: {path}")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _strings(node: Any) -> Iterator[str]:

@@ -264,6 +264,9 @@ class LocalWeights:
     """Embed images with the exported network at ``weights_path``; construction fails if the file is absent, is
     neither format, or (ONNX) declares an input or output no encoder has."""
 
+    # A pass of a network over the pool takes minutes: the runner keeps its rows (compute.embedding_cache).
+    worth_caching = True
+
     def __init__(self, weights_path: str, batch_size: int = 256) -> None:
         check_available(weights_path)
         self.path = str(Path(str(weights_path)).expanduser())
