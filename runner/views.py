@@ -75,6 +75,40 @@ class Predictor:
                 model.predict_proba_samples(self.images[rows], t), t, len(rows), self.n_classes, self.model_label)
         return out
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one item as the model is given it (``images[0]``)."""
+        return tuple(np.shape(self.images[0]))
+
+    def features(self, indices: np.ndarray) -> np.ndarray:
+        """What the model is given for ``indices``, each item flattened to one float32 row, (n, d)."""
+        width = int(np.prod(self.input_shape))
+        out = np.empty((len(indices), width), dtype=np.float32)
+        for part, rows in self._parts(indices):
+            # reshape to a known width: an empty chunk cannot infer it
+            out[part] = np.asarray(self.images[rows], dtype=np.float32).reshape(len(rows), width)
+        return out
+
+    def probs_of_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """Class probabilities of rows shaped like :meth:`features` (perturbed copies, say), checked; None without
+        a model. Each chunk is reshaped back to the model's own input shape before the model sees it."""
+        model = self.model
+        if model is None:
+            return None
+        shape = self.input_shape
+        width = int(np.prod(shape))
+        x = np.asarray(rows, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ValueError(f"predict_proba takes rows of the model's {width} input values, (m, {width}); "
+                             f"got shape {x.shape}")
+        out = np.empty((len(x), self.n_classes), dtype=np.float64)
+        for start in range(0, len(x), self.chunk_size):
+            chunk = x[start:start + self.chunk_size]
+            out[start:start + len(chunk)] = contracts.check_probs(
+                model.predict_proba(chunk.reshape((len(chunk), *shape))), len(chunk), self.n_classes,
+                self.model_label)
+        return out
+
     def _parts(self, indices: np.ndarray) -> list[tuple[slice, np.ndarray]]:
         """``(where in the answer, item indices)`` per chunk; one call for an empty set, as for any other."""
         if len(indices) == 0:
@@ -122,6 +156,9 @@ class RoundView:
     def samples(self, indices: np.ndarray) -> np.ndarray:
         return self.predictor.samples(indices)
 
+    def features(self, indices: np.ndarray) -> np.ndarray:
+        return self.predictor.features(indices)
+
     def embeddings(self, indices: np.ndarray) -> np.ndarray:
         return self.embedder.of(indices, self.model, self.chunk_size)
 
@@ -145,8 +182,7 @@ class RoundView:
     def inputs(self, acquisition: Acquisition) -> dict[str, Callable[[np.ndarray], Any]]:
         """Getters of the other inputs an acquisition function may ask for (see its protocol)."""
 
-        def probs(part: np.ndarray) -> np.ndarray:
-            found = self.probs(part)
+        def trained(found: np.ndarray | None) -> np.ndarray:
             if found is None:  # a platform project with no labels yet (simulation refuses this config up front)
                 raise ConfigError(
                     f"{acquisition.label} needs a trained model, and no item is labelled yet; label some items "
@@ -154,9 +190,17 @@ class RoundView:
                 )
             return found
 
+        def probs(part: np.ndarray) -> np.ndarray:
+            return trained(self.probs(part))
+
+        def predict_proba(rows: np.ndarray) -> np.ndarray:
+            return trained(self.predictor.probs_of_rows(rows))
+
         return {
             "probs": probs,
             "samples": self.samples,
+            "features": self.features,
+            "predict_proba": lambda _: predict_proba,
             "embeddings": self.embeddings,
             "labeled_embeddings": lambda _: self.embeddings(self.labeled),
             "labels": lambda _: self.labels,

@@ -13,6 +13,7 @@ from plugins.acquisition.bayesian import bald
 from plugins.acquisition.cluster_margin import cluster_margin, round_robin
 from plugins.acquisition.coreset import covering_radius, k_center_greedy
 from plugins.acquisition.diverse_margin import diverse_margin
+from plugins.acquisition.dropquery import dropquery
 from plugins.acquisition.image_diversity import image_diversity, merged_positions, positions
 from plugins.acquisition.inputs import embedding_rows, probs_and_embeddings
 from plugins.acquisition.probcover import probcover, purity_delta
@@ -347,12 +348,20 @@ def test_rank_sum_rejects_unmatched_names() -> None:
 def _pool(n: int = 60, seed: int = 0):
     rng = np.random.default_rng(seed)
     x, _ = blobs(4, n // 4, d=5, spread=1.0, seed=seed)
+    weights = rng.standard_normal((5, 4))
+
+    def predict_proba(rows: np.ndarray) -> np.ndarray:  # a linear softmax over the embeddings as model input
+        z = rows @ weights
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
     return {
         "probs": rng.dirichlet(np.ones(4), size=n),
         "samples": rng.dirichlet(np.ones(4) * 0.5, size=(8, n)),
         "embeddings": x,
         "labeled_embeddings": rng.standard_normal((3, 5)),
         "n_classes": 4,
+        "predict_proba": predict_proba,
     }
 
 
@@ -364,6 +373,9 @@ STRATEGIES = {
     "typiclust": lambda p, b, rng: typiclust(p["embeddings"], p["labeled_embeddings"], b, rng),
     "probcover": lambda p, b, rng: probcover(
         p["embeddings"], p["labeled_embeddings"], b, p["n_classes"], rng
+    ),
+    "dropquery": lambda p, b, rng: dropquery(
+        p["embeddings"], p["predict_proba"](p["embeddings"]), p["predict_proba"], b, rng
     ),
 }
 

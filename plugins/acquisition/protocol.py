@@ -7,6 +7,10 @@ The runner reads a function's required parameters and passes each by name:
 - ``embeddings``: embeddings of the candidates, (n, d); ``labeled_embeddings``: of the labelled items, (m, d)
 - ``labels``: the labels of the labelled items, (m,); ``labeled_probs``: the current model's class probabilities
   of the labelled items, (m, C). Both in the row order of ``labeled_embeddings``.
+- ``features``: what the round's model is given for the candidates (its own input, each item flattened to one row:
+  pixels, or embedder vectors for a model trained on embeddings), (n, d) float32
+- ``predict_proba``: the round's model as a function of such rows, (m, d) -> class probabilities (m, C), checked
+  as ``probs`` are and given to the model a chunk at a time; for strategies that perturb the model's input
 - ``metrics``: the computed metric columns of the candidates, a mapping from metric name to (n,)
 - ``n_classes``, ``n_items`` (number of candidates), ``rng`` (the stage's seeded numpy Generator)
 - ``neighbours``: the run's shared neighbour search (``plugins.neighbours.NeighbourSearch``); an index asked of
@@ -46,6 +50,8 @@ INPUTS = {
     "labeled_embeddings": "embeddings of the labelled items, (m, d)",
     "labels": "labels of the labelled items, (m,)",
     "labeled_probs": "class probabilities of the labelled items, (m, C)",
+    "features": "the model's input for the candidates, one flattened row each, (n, d) float32",
+    "predict_proba": "the round's model on rows like features': (m, d) -> (m, C) class probabilities",
     "metrics": "metric columns of the candidates, by name",
     "n_classes": "number of classes",
     "n_items": "number of candidates",
@@ -56,7 +62,7 @@ INPUTS = {
     "history": "the earlier rounds (PastRound records)",
     "budget": "items to select (makes the function a batch strategy)",
 }
-MODEL_INPUTS = frozenset({"probs", "samples", "labeled_probs"})
+MODEL_INPUTS = frozenset({"probs", "samples", "labeled_probs", "predict_proba"})
 EMBEDDING_INPUTS = frozenset({"embeddings", "labeled_embeddings"})
 # Functions needing only these can see one chunk of the pool at a time, so memory stays bounded on large pools.
 CHUNKABLE = frozenset({"probs", "samples", "n_items", "rng", "round", "n_labeled"})
