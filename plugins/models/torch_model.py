@@ -1,13 +1,18 @@
 """Any torch classification module as a runner model, with MC-dropout samples.
 
-The module is given as a factory (Hydra ``_partial_: true``) called as ``module(n_classes=C, input_shape=(ch, H, W))``.
+The module is given as a factory (Hydra ``_partial_: true``) called as ``module(n_classes=C, input_shape=shape)``,
+``shape`` being ``(ch, H, W)`` for images and ``(d,)`` for (n, d) embedding rows.
 A module that has ``trunk`` and ``head`` sub-modules, the trunk free of dropout, gets fast MC dropout: the trunk
 runs once and only the head is sampled. Any other module is sampled by T full stochastic passes.
+A module with an ``adapt(inputs)`` method is handed the training inputs once before a fresh start's first step,
+to fix statistics it keeps as buffers (an input scale); a warm start takes them from the previous model instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -15,6 +20,8 @@ from torch import nn
 from tqdm import tqdm
 
 from plugins.arrays import Array
+
+log = logging.getLogger("runner")
 
 
 class TorchClassifier:
@@ -32,12 +39,33 @@ class TorchClassifier:
         predict_mc_samples: int = 0,
         predict_batch_size: int = 1024,
         augment_shift: int = 0,
+        warm_start: bool = False,
+        warm_epochs: int | None = None,
     ) -> None:
         """``weight_decay_per_label``: divide ``weight_decay`` by the number of labelled items, as a prior whose
         weight shrinks while the data grows does (Gal et al. 2017 use c / N). ``predict_mc_samples``: T > 0 makes
         ``predict_proba`` the mean of T MC-dropout passes (the predictive mean of the approximate posterior)
         instead of one pass with dropout off. ``augment_shift``: s > 0 moves every training image of a batch by a
-        random whole number of pixels in [-s, s] each way (zero fill), a fresh draw each time it is used."""
+        random whole number of pixels in [-s, s] each way (zero fill), a fresh draw each time it is used; inputs of
+        shape (n, d) have no pixels, so ``fit`` refuses them with s > 0 rather than train without the augmentation
+        the config asked for.
+
+        ``warm_start``: ``fit(X, y, warm_from=previous)`` starts from the weights (and buffers) of ``previous``, the
+        last round's fitted model, when its module has the same type, n_classes and tensor shapes; otherwise, and
+        always when ``warm_start`` is false, from a fresh initialisation seeded by ``random_state``. ``previous`` is
+        read, never changed. ``warm_epochs``: the epochs of a warm round; None trains a warm round on the same
+        schedule as a fresh one (max of ``epochs`` and what ``min_steps`` needs), a number trains exactly that many
+        epochs (``min_steps`` is for taking a random initialisation far enough, which a warm start has done).
+        The default keeps the schedule, as the libraries do: modAL's ``teach`` refits with the same fit arguments
+        (a Keras network from its current weights, so a warm start on an unchanged schedule), and baal's examples
+        load the initial weights back and train the same epochs every step. Shortening it saves less than it seems:
+        networks warm-started on a growing data set generalise worse than fresh ones trained as long (Ash & Adams,
+        "On warm-starting neural network training", NeurIPS 2020), and warm-started fine-tuning across active
+        learning rounds neither sped training up nor avoided forgetting (Das et al., "Accelerating batch active
+        learning using continual learning techniques", 2023). A smaller ``warm_epochs`` is for when time matters more.
+        The optimizer starts fresh every round: its moments were estimated on the previous round's labels and batch
+        order, and keeping them would put optimizer state into every pickled model; a round depends on the previous
+        model's weights alone."""
         if int(predict_mc_samples) < 0:
             raise ValueError(f"predict_mc_samples must be 0 (off) or a number of passes, got {predict_mc_samples}")
         self.module_factory = module
@@ -54,34 +82,66 @@ class TorchClassifier:
         if int(augment_shift) < 0:
             raise ValueError(f"augment_shift must be 0 (off) or a number of pixels, got {augment_shift}")
         self.augment_shift = int(augment_shift)
+        self.warm_start = bool(warm_start)
+        if warm_epochs is not None and int(warm_epochs) < 0:
+            raise ValueError(f"warm_epochs must be null (the fresh schedule) or a number of epochs, got {warm_epochs}")
+        self.warm_epochs = None if warm_epochs is None else int(warm_epochs)
         self.module_: nn.Module | None = None
 
     # --- training ---------------------------------------------------------------------------------
-    def fit(self, X: Array, y: Array) -> TorchClassifier:
+    def fit(self, X: Array, y: Array, warm_from: TorchClassifier | None = None) -> TorchClassifier:
+        """Train on images (n, H, W[, C]) or embedding rows (n, d) with class indices ``y``; ``warm_from``: the
+        previous round's fitted model, used only with ``warm_start`` (see the constructor)."""
         inputs = _as_tensor(X)
+        if inputs.ndim == 2 and self.augment_shift:
+            raise ValueError(f"augment_shift={self.augment_shift} moves images by pixels, but the inputs are "
+                             f"(n, d) rows {tuple(inputs.shape)}: set augment_shift to 0")
         targets = torch.as_tensor(np.asarray(y), dtype=torch.long)
         generator = torch.Generator().manual_seed(self.random_state)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             module = self.module_factory(n_classes=self.n_classes, input_shape=tuple(inputs.shape[1:]))
-            decay = self.weight_decay / len(inputs) if self.weight_decay_per_label else self.weight_decay
-            optimizer = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=decay)
-            loss_fn = nn.CrossEntropyLoss()
-            steps_per_epoch = max(1, -(-len(inputs) // self.batch_size))
-            epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
-            module.train()
-            for _ in tqdm(range(epochs), desc="train", unit="epoch", leave=False, disable=None):
-                order = torch.randperm(len(inputs), generator=generator)
-                for start in range(0, len(inputs), self.batch_size):
-                    batch = order[start : start + self.batch_size]
-                    optimizer.zero_grad(set_to_none=True)
-                    seen = _shifted(inputs[batch], self.augment_shift, generator)
-                    loss = loss_fn(module(seen), targets[batch])
-                    loss.backward()
-                    optimizer.step()
+            start = self._warm_weights(module, warm_from)
+            if start is not None:
+                module.load_state_dict(start)  # copies into the new module's own tensors: ``warm_from`` is kept as is
+            elif callable(adapt := getattr(module, "adapt", None)):
+                adapt(inputs)
+            self._train(module, inputs, targets, self._epochs(len(inputs), warm=start is not None), generator)
         module.eval()
         self.module_ = module
         return self
+
+    def _train(self, module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, epochs: int,
+               generator: torch.Generator) -> None:
+        decay = self.weight_decay / len(inputs) if self.weight_decay_per_label else self.weight_decay
+        optimizer = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=decay)
+        loss_fn = nn.CrossEntropyLoss()
+        module.train()
+        for _ in tqdm(range(epochs), desc="train", unit="epoch", leave=False, disable=None):
+            order = torch.randperm(len(inputs), generator=generator)
+            for start in range(0, len(inputs), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                seen = _shifted(inputs[batch], self.augment_shift, generator)
+                loss = loss_fn(module(seen), targets[batch])
+                loss.backward()
+                optimizer.step()
+
+    def _epochs(self, n: int, warm: bool) -> int:
+        if warm and self.warm_epochs is not None:
+            return self.warm_epochs
+        steps_per_epoch = max(1, math.ceil(n / self.batch_size))
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+
+    def _warm_weights(self, module: nn.Module, previous: object) -> Mapping[str, torch.Tensor] | None:
+        """The previous model's state to start from, or None for a fresh start (said once when it was asked for)."""
+        if not self.warm_start or previous is None:
+            return None
+        reason = _mismatch(module, previous, self.n_classes)
+        if reason is None and isinstance(previous, TorchClassifier) and previous.module_ is not None:
+            return previous.module_.state_dict()
+        log.warning(f"warm_start: {reason}; this round starts from a fresh initialisation")
+        return None
 
     # --- prediction -------------------------------------------------------------------------------
     def predict_proba(self, X: Array) -> Array:
@@ -143,13 +203,33 @@ def _shifted(images: torch.Tensor, shift: int, generator: torch.Generator) -> to
     return torch.stack([padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)])
 
 
+def _mismatch(module: nn.Module, previous: object, n_classes: int) -> str | None:
+    """Why ``previous`` cannot seed ``module`` (a fresh, unfitted one), or None when it can."""
+    if not isinstance(previous, TorchClassifier):
+        return f"the previous model is a {type(previous).__name__}, not a TorchClassifier"
+    if previous.module_ is None:
+        return "the previous model was never fitted"
+    if previous.n_classes != n_classes:
+        return f"the previous model has {previous.n_classes} classes, this one {n_classes}"
+    if type(previous.module_) is not type(module):
+        return f"the previous module is a {type(previous.module_).__name__}, this one a {type(module).__name__}"
+    old = {key: tuple(value.shape) for key, value in previous.module_.state_dict().items()}
+    new = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    if old != new:
+        differing = sorted(set(old.items()) ^ set(new.items()))[0][0]
+        return f"the previous module's tensors differ from this one's (first at {differing})"
+    return None
+
+
 def _as_tensor(X: Array) -> torch.Tensor:
-    """(n, H, W) -> (n, 1, H, W); (n, H, W, C) -> (n, C, H, W); float32."""
+    """(n, d) rows stay (n, d); (n, H, W) -> (n, 1, H, W); (n, H, W, C) -> (n, C, H, W); float32."""
     array = np.asarray(X, dtype=np.float32)
-    if array.ndim == 3:
+    if array.ndim == 2:
+        pass
+    elif array.ndim == 3:
         array = array[:, None]
     elif array.ndim == 4:
         array = array.transpose(0, 3, 1, 2)
     else:
-        raise ValueError(f"expected images of shape (n, H, W) or (n, H, W, C), got {array.shape}")
+        raise ValueError(f"expected rows (n, d) or images (n, H, W) or (n, H, W, C), got shape {array.shape}")
     return torch.from_numpy(np.ascontiguousarray(array))
