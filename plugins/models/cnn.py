@@ -25,6 +25,9 @@ class GalCNN(nn.Module):
         dense_dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        if len(input_shape) != 3:
+            raise ValueError(f"GalCNN takes images (channels, height, width), got rows of shape {tuple(input_shape)}; "
+                             "for embeddings (model.input=embeddings) use model=mlp")
         channels, height, width = input_shape
         out_h = (height - 2 * (kernel_size - 1)) // 2
         out_w = (width - 2 * (kernel_size - 1)) // 2
