@@ -34,7 +34,7 @@ def stored(run_dir: Path, name: str) -> np.ndarray:
 
 def test_a_model_on_embeddings_sees_the_embedders_vectors(tmp_path):
     run_dir = tmp_path / "run"
-    run_in_process(run_dir, *DIGITS, "+model.input=embeddings")
+    run_in_process(run_dir, *DIGITS, "model.input=embeddings")
     vectors = stored(run_dir, "embeddings/static")
     from sklearn.datasets import load_digits
 
@@ -56,7 +56,7 @@ def test_a_model_on_embeddings_sees_the_embedders_vectors(tmp_path):
 
 
 def test_embeddings_and_the_model_must_not_ask_each_other(tmp_path):
-    result = run_cli(*DIGITS, "+model.input=embeddings", "embedder=model", "model=cnn",
+    result = run_cli(*DIGITS, "model.input=embeddings", "embedder=model", "model=cnn",
                      f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -65,7 +65,7 @@ def test_embeddings_and_the_model_must_not_ask_each_other(tmp_path):
 
 
 def test_an_unknown_model_input_is_one_line(tmp_path):
-    result = run_cli(*DIGITS, "+model.input=features", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(*DIGITS, "model.input=features", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "model.input" in lines[0] and "embeddings" in lines[0]
@@ -181,12 +181,13 @@ def test_impossible_training_settings_are_refused(bad):
         SelfSupervised(**bad)
 
 
+@pytest.mark.slow
 def test_a_run_with_the_self_supervised_embedder_reads_its_cache_the_second_time(tmp_path):
     cache = tmp_path / "cache"
     runs = []
     for name in ("first", "second"):
         run_dir = tmp_path / name
-        result = run_cli(*DIGITS, *TINY_SSL, "+model.input=embeddings", "acquisition=typiclust",
+        result = run_cli(*DIGITS, *TINY_SSL, "model.input=embeddings", "acquisition=typiclust",
                          f"compute.embedding_cache={cache}", f"hydra.run.dir={run_dir}")
         assert result.returncode == 0, result.stderr[-2000:]
         runs.append(run_dir)
@@ -199,3 +200,39 @@ def test_a_run_with_the_self_supervised_embedder_reads_its_cache_the_second_time
     for path in sorted((runs[0] / "selected").iterdir()):
         assert path.read_text() == (runs[1] / "selected" / path.name).read_text()
     assert "embedder training loss" in (runs[1] / "report.html").read_text()
+
+
+WARM = ("model=mlp", "model.warm_start=true", "model.epochs=3", "model.min_steps=20", "embedder=pixels",
+        "acquisition=margin")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "target"), [("inside", "train:2"), ("after", "train:1")])
+def test_a_warm_started_run_killed_in_training_resumes_to_the_same_weights(tmp_path, mode, target):
+    from tests.test_cli import KILLER, accuracies, selections
+
+    overrides = (*DIGITS, "loop.rounds=3", *WARM)
+    reference = tmp_path / "reference"
+    run_in_process(reference, *overrides)
+    run_dir = tmp_path / "killed"
+    killed = run_cli(mode, target, *overrides, f"hydra.run.dir={run_dir}", python_args=("-c", KILLER))
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run_cli(*overrides, f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert selections(run_dir) == selections(reference)
+    assert accuracies(run_dir) == accuracies(reference)
+    # Only the last trained round's model is kept for the next one (and the one before it, should a round be redone).
+    with sqlite3.connect(run_dir / "state.sqlite") as db:
+        kept = sorted(row[0] for row in db.execute("SELECT name FROM blobs WHERE name LIKE 'warm/%'"))
+    assert kept == ["warm/002", "warm/003"]
+
+
+def test_warm_start_changes_what_a_round_learns_from(tmp_path):
+    """A warm-started run is not the fresh run under another name: its rounds after the first differ."""
+    from tests.test_cli import accuracies
+
+    warm, fresh = tmp_path / "warm", tmp_path / "fresh"
+    run_in_process(warm, *DIGITS, *WARM)
+    run_in_process(fresh, *DIGITS, *WARM[:1], *WARM[2:])
+    assert accuracies(warm)[0] == accuracies(fresh)[0]  # round 0 has no previous model
+    assert accuracies(warm)[1:] != accuracies(fresh)[1:]
