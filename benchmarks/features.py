@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 
 from label_efficiency import curves_by_setting, paired, run_sweep, summarize  # noqa: E402
 
-from runner.report import area_under_curve, labels_to_target, load_runs, mean_std  # noqa: E402
+from runner.report import area_under_curve, load_runs, mean_std  # noqa: E402
 
 SEEDS = (0, 1, 2, 3, 4)
 PROTOCOL = ("loop.initial_labels=20", "selection.budget=20", "loop.rounds=29")
