@@ -12,6 +12,8 @@ import numpy as np
 
 from plugins.arrays import Array
 
+DATASET_KINDS = ("images", "embeddings")
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -26,6 +28,10 @@ class Dataset:
     ``original``, for a source whose ``images`` were resized to the model's input: item index -> that item's image
     at its own size (uint8 or float in [0, 1]), read when image-level metrics need it, so the originals never all
     sit in memory at once. None: ``images`` are the originals.
+    ``kind``: ``"images"``, or ``"embeddings"`` for a source whose items are vectors: ``images`` then holds one
+    float32 row per item, (n, d), on no fixed scale, and there are no pixels for image metrics or encoders.
+    ``skipped``: (file, reason) for each input the source could not use (an unreadable image, a manifest row
+    naming no file), for the run directory's ``skipped_files.csv``; empty for sources that skip nothing.
     """
 
     item_ids: Array
@@ -35,8 +41,12 @@ class Dataset:
     split: Array | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     original: Callable[[int], Array] | None = None
+    kind: str = "images"
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.kind not in DATASET_KINDS:
+            raise ValueError(f"dataset kind '{self.kind}' is not one of {', '.join(DATASET_KINDS)}")
         n = len(self.item_ids)
         if len(self.images) != n or len(self.labels) != n:
             raise ValueError(
