@@ -94,10 +94,11 @@ class SelfSupervised:
     # Training takes minutes: the runner keeps the result between runs (compute.embedding_cache).
     worth_caching = True
 
-    def __init__(self, epochs: int = 40, max_steps: int = 3000, batch_size: int = 256, width: int = 32,
-                 projection_dim: int = 64, temperature: float = 0.5, lr: float = 2e-3, weight_decay: float = 1e-5,
-                 rotation: float = 15.0, scale: float = 0.15, shift: float = 0.12, shear: float = 10.0,
-                 jitter: float = 0.4, flip: bool = False, seed: int = 0, embed_batch_size: int = 1024) -> None:
+    def __init__(self, epochs: int = 60, max_steps: int = 1200, batch_size: int = 256, width: int = 32,
+                 projection_dim: int = 64, temperature: float = 1.0, lr: float = 2e-3, weight_decay: float = 1e-5,
+                 rotation: float = 20.0, scale: float = 0.35, shift: float = 0.2, shear: float = 10.0,
+                 jitter: float = 0.4, flip: bool = False, view_scale: float = 0.6, seed: int = 0,
+                 embed_batch_size: int = 1024) -> None:
         if int(epochs) < 1 or int(max_steps) < 1:
             raise ValueError(f"epochs and max_steps must be at least 1, got {epochs} and {max_steps}")
         if int(batch_size) < 2:
@@ -109,6 +110,9 @@ class SelfSupervised:
         self.temperature, self.lr, self.weight_decay = float(temperature), float(lr), float(weight_decay)
         self.rotation, self.scale, self.shift, self.shear = float(rotation), float(scale), float(shift), float(shear)
         self.jitter, self.flip = float(jitter), bool(flip)
+        if not 0 < float(view_scale) <= 1:
+            raise ValueError(f"view_scale must be in (0, 1], got {view_scale}")
+        self.view_scale = float(view_scale)
         self.seed, self.embed_batch_size = int(seed), int(embed_batch_size)
         self.loss_curve_: list[float] = []
         self.encoder_: SmallEncoder | None = None
@@ -125,7 +129,8 @@ class SelfSupervised:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             sample = as_batch(images[:1])
-            encoder = SmallEncoder(sample.shape[1], self.width)
+            # channels_last: the layout CPU convolution kernels run fastest on (about 1.6x here).
+            encoder = SmallEncoder(sample.shape[1], self.width).to(memory_format=torch.channels_last)
             head = nn.Sequential(nn.Linear(encoder.out_features, encoder.out_features), nn.ReLU(),
                                  nn.Linear(encoder.out_features, self.projection_dim))
         parameters = list(encoder.parameters()) + list(head.parameters())
@@ -191,9 +196,12 @@ class SelfSupervised:
         theta[:, 1, 0] = sin / zoom * mirror
         theta[:, 1, 1] = (cos + torch.tan(shear) * sin) / zoom
         theta[:, :, 2] = torch.stack([uniform(2 * self.shift), uniform(2 * self.shift)], dim=1)
-        grid = functional.affine_grid(theta, list(x.shape), align_corners=False)
+        # The view is sampled at view_scale of the image's size: a random resized crop, at a fraction of the cost.
+        height, width = (max(4, round(side * self.view_scale)) for side in x.shape[2:])
+        grid = functional.affine_grid(theta, [n, x.shape[1], height, width], align_corners=False)
         warped = functional.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
         contrast = (1 + uniform(self.jitter)).view(n, 1, 1, 1)
         brightness = (uniform(self.jitter) * 0.25).view(n, 1, 1, 1)
         mean = warped.mean(dim=(1, 2, 3), keepdim=True)
-        return ((warped - mean) * contrast + mean + brightness).clamp(0, 1)
+        view = ((warped - mean) * contrast + mean + brightness).clamp(0, 1)
+        return view.contiguous(memory_format=torch.channels_last)
