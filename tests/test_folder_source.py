@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from plugins.sources import folder as folder_source
 from plugins.sources.dataset import StoredImages
 from plugins.sources.embeddings_file import embeddings_file
 from plugins.sources.folder import image_folder
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 
 DIGITS = load_digits()
 
@@ -82,6 +83,8 @@ def test_gray_files_give_gray_images_and_originals_at_their_size(tmp_path):
     original = data.original(0)
     assert original.dtype == np.uint8 and original.shape == (50, 30)
     assert np.array_equal(original, np.asarray(Image.open(root / "a.png")))
+    assert np.array_equal(pickle.loads(pickle.dumps(data.original))(0), original)  # for tasks in other processes
+    assert data.original(1).shape == (64, 64)
     assert read(root, tmp_path, grayscale=False).images.shape == (2, 16, 16, 3)
 
 
@@ -168,7 +171,7 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
 
 def test_manifest_labels_split_columns_and_bad_rows(tmp_path):
     root = tmp_path / "flat"
-    for n in range(8):
+    for n in range(9):  # 8.png is not in the manifest
         save(digit(n, 20 + n, 24), root / ("sub" if n % 2 else "") / f"{n}.png")
     (root / "readme.md").write_text("notes")
     manifest = write_csv(tmp_path / "labels.csv", "path,label,split,cost,tags,note", [
@@ -183,19 +186,22 @@ def test_manifest_labels_split_columns_and_bad_rows(tmp_path):
         "0.png,dog,,9,,",                # a second row for 0.png
         "sub\\5.png,dog,test,,,",        # Windows separators
         "6.png,,test,,,",                # a test item needs a label
+        f"{root / 'sub' / '7.png'},cat,,,,",  # an absolute path inside the folder
     ])
     data = read(root, tmp_path, manifest=str(manifest), classes=["cat", "dog", "bird"])
     by_id = {i: k for k, i in enumerate(data.item_ids)}
-    assert sorted(by_id) == ["0.png", "2.png", "sub/1.png", "sub/5.png", "sub/7.png"]
+    assert sorted(by_id) == ["0.png", "2.png", "8.png", "sub/1.png", "sub/5.png", "sub/7.png"]
     assert data.class_names == ["cat", "dog", "bird"]
     label = {i: (data.class_names[data.labels[k]] if data.labels[k] >= 0 else None) for i, k in by_id.items()}
-    assert label == {"0.png": "cat", "sub/1.png": "dog", "2.png": None, "sub/5.png": "dog", "sub/7.png": None}
+    assert label == {"0.png": "cat", "sub/1.png": "dog", "2.png": None, "sub/5.png": "dog", "sub/7.png": "cat",
+                     "8.png": None}
     split = {i: str(data.split[k]) for i, k in by_id.items()}
-    assert split == {"0.png": "test", "sub/1.png": "pool", "2.png": "pool", "sub/5.png": "test", "sub/7.png": "pool"}
+    assert split == {"0.png": "test", "sub/1.png": "pool", "2.png": "pool", "sub/5.png": "test", "sub/7.png": "pool",
+                     "8.png": "pool"}
     cost = {i: data.extra["cost"][k] for i, k in by_id.items()}
     assert data.extra["cost"].dtype == np.float64 and cost["0.png"] == 1.5 and np.isnan(cost["2.png"])
-    assert np.isnan(cost["sub/7.png"])  # not in the manifest
-    assert data.extra["tags"][by_id["0.png"]] == ("a", "b") and data.extra["tags"][by_id["sub/7.png"]] == ()
+    assert np.isnan(cost["8.png"])  # not in the manifest
+    assert data.extra["tags"][by_id["0.png"]] == ("a", "b") and data.extra["tags"][by_id["8.png"]] == ()
     assert data.extra["note"][by_id["2.png"]] == "y" and data.extra["note"][by_id["sub/1.png"]] == ""
     reasons = dict(data.skipped)
     assert reasons["sub/3.png"] == "label not among project.source.classes: 'fox'"
@@ -205,6 +211,7 @@ def test_manifest_labels_split_columns_and_bad_rows(tmp_path):
     assert reasons["labels.csv:9"].startswith("manifest row without a usable path")
     assert reasons["0.png"].startswith("duplicate manifest row: line 10; line 2 is used")
     assert reasons["6.png"] == "test item without a label"
+    assert len(data.skipped) == 7
 
 
 def test_json_lines_manifest(tmp_path):
@@ -299,6 +306,7 @@ def test_a_file_that_fails_to_decode_is_left_out_of_the_cache_too(classes_folder
     ("nothing named", "none of the paths in"),
     ("bad size", "project.source.image_size"),
     ("repeated class", "project.source.classes lists 'a' twice"),
+    ("no workers", "project.source.workers=0"),
 ])
 def test_input_errors_are_one_line(tmp_path, case, message):
     root = tmp_path / "in"
@@ -324,6 +332,8 @@ def test_input_errors_are_one_line(tmp_path, case, message):
         kwargs["image_size"] = [0, 16]
     if case == "repeated class":
         kwargs["classes"] = ["a", "b", "a"]
+    if case == "no workers":
+        kwargs["workers"] = 0
     with pytest.raises(InputError) as raised:
         image_folder(str(root), cache_dir=str(tmp_path / "cache"), **{"image_size": 16, **kwargs})
     text = str(raised.value)
@@ -444,9 +454,7 @@ def test_a_run_on_embeddings(digit_vectors, tmp_path):
     manifest = write_csv(tmp_path / "labels.csv", "item_id,label", [f"{i},{t}" for i, t in
                                                                    zip(ids, DIGITS.target[:300], strict=True)])
     run_dir = tmp_path / "run"
-    done = run_cli("project=embeddings", f"project.source.path={path}", f"project.source.manifest={manifest}",
-                   "project.test_size=50", "loop.rounds=2", "selection.budget=10", "loop.initial_labels=20",
-                   f"hydra.run.dir={run_dir}")
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_in_process(run_dir, "project=embeddings", f"project.source.path={path}", f"project.source.manifest={manifest}",
+                   "project.test_size=50", "loop.rounds=2", "selection.budget=10", "loop.initial_labels=20")
     rounds = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["n_labeled"] for r in rounds] == [20, 30, 40]

@@ -40,11 +40,12 @@ Files that cannot be used
 
 Decoding and the cache
     Pixels are decoded once, a chunk of files at a time on ``workers`` threads (Pillow and hashlib release the
-    GIL while they decode and hash), JPEGs through Pillow's ``draft`` (the decoder itself scales down by up to
-    8), and written as uint8 to an ``.npy`` file in ``cache_dir`` named by a digest of every file's id and
-    content hash, ``image_size`` and the colour mode: a second run with the same files reads that file instead
-    of decoding again, and a changed, added or removed file gives a new name. The folder itself is never written
-    to. Pools whose float32 pixels pass IN_MEMORY_MAX_BYTES stay on disk as
+    GIL while they decode and hash, so threads scale without a process pool's start-up and copies), JPEGs
+    through Pillow's ``draft`` (libjpeg itself scales down by up to 8), and written as uint8 to an ``.npy`` file
+    in ``cache_dir`` named by a digest of every file's id and content hash, ``image_size``, the colour mode and
+    Pillow's version. A second run with the same files reads that file instead of decoding again (it still reads
+    each file once to hash it); a changed, added or removed file gives a new name. The folder itself is never
+    written to. Pools whose float32 pixels pass IN_MEMORY_MAX_BYTES stay on disk as
     :class:`~plugins.sources.dataset.StoredImages`, read a slice at a time.
 """
 
@@ -84,7 +85,7 @@ ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 SPLITS = {"test": "test", "pool": "pool", "train": "pool"}
 TAG_SEPARATOR = ";"
 # Keys this source fills in Dataset.extra itself, or that the runner reads with a meaning of its own.
-RESERVED_COLUMNS = frozenset({"content_sha256", "height", "width", "tags", "thumbnail", "unconfirmed_label"})
+RESERVED_COLUMNS = frozenset({"content_sha256", "height", "width", "tags", "unconfirmed_label"})
 # Bump when the pixels written for the same files and settings change, so older cache files are not read.
 CACHE_VERSION = 1
 CHUNK_FILES = 128
@@ -234,9 +235,15 @@ def _tags(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(p).strip() for p in parts if str(p).strip()))
 
 
-def relative_path(text: str) -> str | None:
-    """A manifest path as an item id (``/`` separators, no ``./``), or None for one outside the folder."""
+def relative_path(text: str, root: Path | None = None) -> str | None:
+    """A manifest path as an item id (``/`` separators, no ``./``), or None for one outside the folder. An absolute
+    path inside ``root`` is made relative to it."""
     path = PurePosixPath(text.replace("\\", "/"))
+    if path.is_absolute() and root is not None:
+        try:
+            path = PurePosixPath(Path(text).resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            return None
     if path.is_absolute() or ".." in path.parts or path.as_posix() in ("", "."):
         return None
     return path.as_posix()
@@ -417,7 +424,7 @@ def _choose(root: Path, manifest: str | None, classes: Sequence[Any] | None, fol
     files, ignored, skipped = list_images(root)
     described = None
     if manifest is not None:
-        described = read_manifest(manifest, ("path",), relative_path)
+        described = read_manifest(manifest, ("path",), lambda text: relative_path(text, root))
         skipped += described.skipped
         files = _named(files, described, root, skipped)
     names = _label_names(files, described, folder_labels)
@@ -664,8 +671,12 @@ class Originals:
 
 # --- the cache ------------------------------------------------------------------------------------------------
 def cache_name(files: Sequence[str], hashes: Sequence[str], canvas: Canvas) -> str:
-    """The cache files' name: the files (ids and contents), the canvas and the pixel code's version."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {canvas.height}x{canvas.width} gray={canvas.grayscale}\n".encode())
+    """The cache files' name: the files (ids and contents), the canvas, and what decodes them (this code's version
+    and Pillow's, whose decoders and resampling may change pixels between releases)."""
+    import PIL
+
+    digest = hashlib.sha256(f"v{CACHE_VERSION} pillow {PIL.__version__} {canvas.height}x{canvas.width} "
+                            f"gray={canvas.grayscale}\n".encode())
     for name, sha in zip(files, hashes, strict=True):
         digest.update(f"{name}\0{sha}\n".encode())
     colour = "gray" if canvas.grayscale else "rgb"
