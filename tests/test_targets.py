@@ -226,7 +226,8 @@ def shipped_choices() -> list:
 
 # the values these configs leave for the user to give (???)
 ENCORD = ("project.source.project_hash=abc", "project.source.classification=digit")
-MANDATORY = {"+experiment=encord": ENCORD, "project=encord": ENCORD, "embedder=clip": ("embedder.weights_path=e.pt",)}
+MANDATORY = {"+experiment=encord": ENCORD, "project=encord": ENCORD, "embedder=clip": ("embedder.weights_path=e.pt",),
+             "project=folder": ("project.source.path=.",), "project=embeddings": ("project.source.path=e.npy",)}
 
 
 @pytest.mark.parametrize("overrides", shipped_choices(), ids=lambda c: " ".join(c))

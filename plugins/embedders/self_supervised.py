@@ -130,7 +130,8 @@ class SelfSupervised:
             torch.manual_seed(self.seed)
             sample = as_batch(images[:1])
             # channels_last: the layout CPU convolution kernels run fastest on (about 1.6x here).
-            encoder = SmallEncoder(sample.shape[1], self.width).to(memory_format=torch.channels_last)
+            encoder = SmallEncoder(sample.shape[1], self.width)
+            encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             head = nn.Sequential(nn.Linear(encoder.out_features, encoder.out_features), nn.ReLU(),
                                  nn.Linear(encoder.out_features, self.projection_dim))
         parameters = list(encoder.parameters()) + list(head.parameters())
