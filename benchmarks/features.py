@@ -31,7 +31,14 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from label_efficiency import curves_by_setting, paired, run_sweep, summarize  # noqa: E402
+from label_efficiency import (  # noqa: E402
+    FEATURES_BEGIN,
+    FEATURES_END,
+    curves_by_setting,
+    paired,
+    run_sweep,
+    summarize,
+)
 
 from runner.report import area_under_curve, load_runs, mean_std  # noqa: E402
 
@@ -198,6 +205,38 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
+def update_label_efficiency(report: dict) -> None:
+    """The rows of each data set's recipe, against random and modAL, in label_efficiency.md's own section."""
+    lines = [FEATURES_BEGIN, "", "## On embeddings: the feature recipes", "",
+             f"Produced by `{report['meta']['command']}` (details, every strategy and the cold start: "
+             "`features.md`). The model of `+experiment=mnist_features` / `fashion_features` (label spreading) "
+             "on the self-supervised encoder's embeddings, same protocol and seeds as above; modAL margin with "
+             "logistic regression on the same embeddings.", "",
+             "| data set | strategy | AULC | Δ AULC vs random | ahead | labels to 90% / 80% | labels to 95% / 85% |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for dataset, block in report["datasets"].items():
+        targets = DATASETS[dataset]["targets"]
+        for name in ("schedule", "diverse_margin", "typiclust", "dropquery", "margin", MODAL, RANDOM):
+            row = block["summary"].get(name)
+            if row is None:
+                continue
+            delta = row["aulc_vs_random"]
+            cells = [f"{row['aulc']['mean']:.4f}",
+                     "–" if name == RANDOM else f"{delta['mean']:+.4f} ± {delta['std']:.4f}",
+                     "–" if name == RANDOM else f"{delta['better']}/{delta['n']}"]
+            for t in targets:
+                reach = row["labels_to_target"][str(t)]
+                cells.append(f"{reach['mean']:.0f}" if reach["mean"] is not None
+                             else f"{reach['reached']}/{len(reach['per_seed'])}")
+            lines.append(f"| {DATASETS[dataset]['title']} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", FEATURES_END]
+    page = HERE / "label_efficiency.md"
+    text = page.read_text()
+    if FEATURES_BEGIN in text and FEATURES_END in text:
+        text = text[:text.index(FEATURES_BEGIN)] + text[text.index(FEATURES_END) + len(FEATURES_END):].lstrip("\n")
+    page.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+
+
 def analyse(dataset: str, runs_dir: Path, seeds: list[int]) -> dict:
     main_dir, cold_dir = runs_dir / dataset / "protocol", runs_dir / dataset / "cold"
     runs = load_runs(main_dir)
@@ -254,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     raw.write_text(json.dumps(report, indent=1) + "\n")
     (HERE / "features.md").write_text(render(report))
+    update_label_efficiency(report)
     print((HERE / "features.md").read_text())
     return 0
 

@@ -221,6 +221,16 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
+# benchmarks/features.py writes its rows (models on embeddings) between these markers; a re-run here keeps them.
+FEATURES_BEGIN, FEATURES_END = "<!-- features.py -->", "<!-- /features.py -->"
+
+
+def kept_section(page: str) -> str:
+    if FEATURES_BEGIN not in page or FEATURES_END not in page:
+        return ""
+    return "\n" + page[page.index(FEATURES_BEGIN):page.index(FEATURES_END) + len(FEATURES_END)] + "\n"
+
+
 def best_versus_modal(summary: dict, curves: dict, target: float) -> dict | None:
     if MODAL not in curves:
         return None
@@ -286,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": datasets,
     }
     (HERE / "label_efficiency.json").write_text(json.dumps(report, indent=1) + "\n")
-    (HERE / "label_efficiency.md").write_text(render(report))
+    page = HERE / "label_efficiency.md"
+    page.write_text(render(report) + kept_section(page.read_text() if page.exists() else ""))
     print((HERE / "label_efficiency.md").read_text())
     return 0
 
