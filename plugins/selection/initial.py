@@ -10,14 +10,28 @@ from plugins.errors import InputError
 
 def split_items(labels: Array, test_size: int, rng: np.random.Generator) -> Array:
     """``"pool"``/``"test"`` per item: a seeded split of ``test_size`` test items, stratified by label when every
-    item has one."""
+    item has one. Where only some items have a label (-1 marks the others), the test items are drawn from the
+    labelled ones, stratified where every class has two of them: an unlabelled test item could never be scored."""
     from sklearn.model_selection import train_test_split
 
     labels = np.asarray(labels)
     n = len(labels)
-    stratify = labels if (labels >= 0).all() else None
+    known = np.flatnonzero(labels >= 0)
+    if len(known) == n:
+        stratify: Array | None = labels
+    elif len(known) == 0:  # no label anywhere (a cold start): nothing to prefer
+        known, stratify = np.arange(n), None
+    else:
+        if int(test_size) >= len(known):
+            raise InputError(f"project.test_size={test_size} needs more labelled items than the {len(known)} there "
+                             "are (test items are drawn from the labelled ones); lower it or label more")
+        counts = np.bincount(labels[known])
+        present = int((counts > 0).sum())
+        # Stratifying needs two items of every class and room for each class on both sides.
+        fits = (counts[counts > 0] >= 2).all() and min(int(test_size), len(known) - int(test_size)) >= present
+        stratify = labels[known] if fits else None
     _, test = train_test_split(
-        np.arange(n), test_size=int(test_size), stratify=stratify, random_state=int(rng.integers(2**31 - 1))
+        known, test_size=int(test_size), stratify=stratify, random_state=int(rng.integers(2**31 - 1))
     )
     split = np.full(n, "pool", dtype=object)
     split[test] = "test"
