@@ -107,3 +107,52 @@ def write_tags_csv(store: Store, run_dir: Path) -> dict[str, int]:
         counts[tag] = counts.get(tag, 0) + 1
     atomic_write_text(run_dir / "tags.csv", buffer.getvalue())
     return dict(sorted(counts.items()))
+
+
+def write_skipped_files(run_dir: Path, skipped: Iterable[tuple[str, str]]) -> None:
+    """``skipped_files.csv`` (``file,reason``): each input the source could not use. None skipped: no file (one
+    left by an earlier invocation, whose files have since been fixed, goes)."""
+    rows = list(skipped)
+    path = run_dir / "skipped_files.csv"
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    _write_rows(path, ["file", "reason"], rows)
+
+
+def to_label_path(run_dir: Path, round_: int, suffix: str) -> Path:
+    """``to_label/round_NNN.csv`` (``suffix`` ``.csv``) or ``.html``: a file loop round's batch."""
+    return run_dir / "to_label" / f"round_{round_:03d}{suffix}"
+
+
+TO_LABEL_COLUMNS = ("rank", "item_id", "path", "score", "suggested_label", "suggested_probability", "reason",
+                    "given_label", "asked_in")
+
+
+def write_to_label_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """A file loop round's batch, one row per item in the order to label them (see ``TO_LABEL_COLUMNS``); scores
+    and probabilities written exactly (repr), a missing value as an empty field."""
+
+    def cell(value: Any) -> Any:
+        if value is None:
+            return ""
+        return repr(float(value)) if isinstance(value, float) else value
+
+    _write_rows(path, list(TO_LABEL_COLUMNS), ([cell(row[c]) for c in TO_LABEL_COLUMNS] for row in rows))
+
+
+def write_rejected_answers(path: Path, rows: Iterable[tuple[int, str, str, str]]) -> None:
+    """The answers a labels file gave that were not used (``line,item_id,label,reason``); none: no file."""
+    found = list(rows)
+    if not found:
+        path.unlink(missing_ok=True)
+        return
+    _write_rows(path, ["line", "item_id", "label", "reason"], found)
+
+
+def _write_rows(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from plugins.acquisition.protocol import declared_inputs
+from plugins.embedders.pixels import PixelPCA
 from plugins.errors import InputError
 from plugins.protocols import CandidateScreen, ModelEmbedder, SamplesPredictions
 from plugins.selection.initial import class_balanced_sample, split_items
@@ -23,6 +24,7 @@ from plugins.sources.dataset import Dataset
 from runner.acquire import Acquisition
 from runner.embedding_cache import EmbeddingCache, embedder_identity
 from runner.errors import ConfigError, PluginError, from_plugin
+from runner.files_labeller import FilesLabeller, read_answers
 from runner.instantiate import instantiate_callable, instantiate_node
 from runner.labellers import ACT_INPUTS, Annotators, Labeller, SimulatedAnnotators, initial_labels
 from runner.platform_labeller import Planner, Platform, PlatformLabeller, check_project_dir, project_identity
@@ -40,6 +42,9 @@ from runner.settings import (
 from runner.stages import StartPlan
 from runner.store import GLOBAL_ROUND
 from runner.validation import validate
+
+# What identifies a file loop's project beside its name and seed: the source's data (``project.source.path``).
+FILES_IDENTITY = ("path",)
 
 
 @dataclass(frozen=True)
@@ -121,20 +126,21 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
     policy = _policy(config["selection"])
     compute = section(ComputeSettings, config.get("compute"))
     act = config["act"]
+    files = _check_act(loop, act)
     annotators = None if not loop.simulated else _annotators(act)
     audit = _audit(config["audit"])
     _check_selection(selection, loop, acquisition, policy, metric_names)
     _check_relabel(selection, audit)
 
-    if not loop.simulated and not {"apply", "show"} <= set(act):
-        raise ConfigError(f"loop.mode=human needs a platform's act (one with act.apply and act.show), not "
-                          f"act={act['name']}")
-    data, platform, identity = _source(config, loop, run_dir)
+    data, platform, identity = _source(config, loop, run_dir, files)
     _check_against_data(data, selection, filters, metric_names)
+    _check_kind(data, str(config["project"]["name"]), metrics, embedder, config["embedder"])
     project_name = str(config["project"]["name"])
     record = ConfigRecord.of(config)
     labeller: Labeller
-    if annotators is not None:
+    if files:
+        labeller = _files_labeller(config, data, identity, record, run_dir)
+    elif annotators is not None:
         start = _start_plan(config, data, loop, selection, seed, annotators)
         # A schedule may start with a strategy that needs no model: what round 0 needs is what counts.
         if loop.initial_labels == 0 and _round_zero(acquisition).needs_model:
@@ -168,6 +174,50 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
             "use model=cnn"
         )
     return parts
+
+
+def _check_act(loop: LoopSettings, act: dict[str, Any]) -> bool:
+    """Whether the act is the file loop's (``act=files``: it has ``act.labels``), which is human mode's, as a
+    platform's act is; simulation's act names a function."""
+    files = "labels" in act
+    if loop.simulated and files:
+        raise ConfigError(f"act={act['name']} is the file-based human loop: add loop.mode=human (one invocation per "
+                          "round), or pick a simulated act (act=oracle)")
+    if loop.simulated and act.get("function") is None:
+        raise ConfigError(f"act={act['name']} has no act.function; simulation needs one (act=oracle)")
+    if not loop.simulated and not files and not {"apply", "show"} <= set(act):
+        raise ConfigError(f"loop.mode=human needs act=files (answers from a labels file) or a platform's act (one "
+                          f"with act.apply and act.show), not act={act['name']}")
+    return files
+
+
+def _files_labeller(config: dict[str, Any], data: Dataset, identity: str, record: ConfigRecord,
+                    run_dir: Path | None) -> FilesLabeller:
+    """The file loop's labeller, with the answers of its labels file read (and refused) now, before any write."""
+    given, source = config["act"].get("labels"), config["project"]["source"]
+    path = Path(str(given)).expanduser() if given else (run_dir or Path()) / "labels.csv"
+    answers = read_answers(path, data, declared=source.get("classes") is not None)
+    folder = Path(str(source["path"])).expanduser() if "path" in source else None
+    if folder is None or data.kind != "images" or not folder.is_dir():
+        folder = None
+    return FilesLabeller(answers=answers, identity=identity, record=record, project_name=str(config["project"]["name"]),
+                         folder=None if folder is None else folder.resolve(),
+                         thumbnail_px=section(ReportSettings, config.get("report")).thumbnail_px)
+
+
+def _check_kind(data: Dataset, project: str, metrics: list[Metric], embedder: Any, node: dict[str, Any]) -> None:
+    """Items that are vectors (``Dataset.kind`` ``embeddings``) have no pixels: what needs images is refused."""
+    if data.kind != "embeddings":
+        return
+    holds = f"project '{project}' holds vectors, not images"
+    pictured = [m.name for m in metrics if m.source == "images"]
+    if pictured:
+        raise ConfigError(f"metrics.names: '{pictured[0]}' is computed from images and {holds}; keep only metrics "
+                          "that take embeddings (uniqueness, near_duplicate)")
+    static = embedder.fallback if isinstance(embedder, ModelEmbedder) else embedder
+    if not isinstance(static, PixelPCA):
+        raise ConfigError(f"embedder={node.get('_target_')} encodes images and {holds}; use embedder=pixels (the "
+                          "principal components of the vectors)")
 
 
 def _check_model_input(model_input: str, embedder: Any, node: dict[str, Any]) -> None:
@@ -276,12 +326,22 @@ def _check_selection(selection: SelectionSettings, loop: LoopSettings, acquisiti
         raise ConfigError(f"{acquisition.label} weighs metric '{missing[0]}'; add it to metrics.names")
 
 
-def _source(config: dict[str, Any], loop: LoopSettings, run_dir: Path | None) -> tuple[Dataset, Platform | None, str]:
-    """The project's items, the platform they live on (human mode) and what identifies that project there. A
-    project directory (``run_dir``) of another project is refused before the platform is read."""
+def _source(config: dict[str, Any], loop: LoopSettings, run_dir: Path | None,
+            files: bool) -> tuple[Dataset, Platform | None, str]:
+    """The project's items, the platform they live on (human mode) and what identifies that project there (the
+    file loop's: the source's path). A project directory (``run_dir``) of another project is refused before the
+    source is read."""
     project = config["project"]
+    identity = ""
+    if files:
+        identity = project_identity(str(project["name"]), project["source"], FILES_IDENTITY, int(config["seed"]))
+        if run_dir is not None:
+            check_project_dir(identity, run_dir)
     found = instantiate_node(project["source"], f"project '{project['name']}' source")
     if isinstance(found, Platform):
+        if files:
+            raise ConfigError(f"project '{project['name']}' is a labelling platform; act=files labels a data set "
+                              "(project=folder, project=embeddings): use the platform's act")
         if loop.simulated:
             raise ConfigError(
                 f"project '{project['name']}' is a labelling platform; its rounds run with loop.mode=human "
@@ -294,10 +354,12 @@ def _source(config: dict[str, Any], loop: LoopSettings, run_dir: Path | None) ->
     if not isinstance(found, Dataset):
         raise ConfigError(f"project '{project['name']}' source returned {type(found).__name__}, not a data set "
                           "or a platform")
+    if files:
+        return found, None, identity
     if not loop.simulated:
         raise ConfigError(
             f"project '{project['name']}' is not a platform project: loop.mode=human needs a source that returns a "
-            "platform (name, read, stages, apply), not a data set"
+            "platform (name, read, stages, apply), or act=files"
         )
     return found, None, ""
 

@@ -21,7 +21,7 @@ import json
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -30,13 +30,39 @@ from runner import __version__, environment
 from runner.formatting import format_stat
 
 if TYPE_CHECKING:
-    from runner.assemble import Parts
+    from plugins.sources.dataset import Dataset
+    from runner.acquire import Acquisition
+    from runner.quality import Metric
+    from runner.settings import ReportSettings, SelectionSettings
     from runner.store import Store
 
 TEMPLATES = Path(__file__).with_name("templates")
 LABEL_ISSUES = "label_issues.csv"
 # What the value a filter judged is called under a removed item (a metric filter's is the metric's name).
 JUDGED = {"tags": "tags", "stages": "stage", "classes": "predicted"}
+NO_PICTURE = "no picture (a vector)"
+
+
+class RunParts(Protocol):
+    """What the run page reads of a run's parts (``runner.assemble.Parts``). Named by what it offers rather than
+    imported, so that a labeller built at assembly (the file loop's batch page) can use this module."""
+
+    @property
+    def project_name(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def data(self) -> Dataset: ...
+    @property
+    def metrics(self) -> list[Metric]: ...
+    @property
+    def acquisition(self) -> Acquisition: ...
+    @property
+    def filters(self) -> Any: ...
+    @property
+    def selection(self) -> SelectionSettings: ...
+    @property
+    def report(self) -> ReportSettings: ...
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -79,10 +105,14 @@ def number(value: Any, digits: int = 4) -> str:
 
 
 def thumbnail(image: np.ndarray, max_px: int) -> tuple[str, int]:
-    """A PNG data URI of one item's image (float in [0, 1]), its longest side at most ``max_px``; and that side."""
+    """A PNG data URI of one item's image (uint8, or float in [0, 1]), its longest side at most ``max_px``; and
+    that side."""
     from PIL import Image
 
-    pixels = np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+    if np.asarray(image).dtype == np.uint8:
+        pixels = np.asarray(image)
+    else:
+        pixels = np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     picture = Image.fromarray(pixels)
@@ -93,8 +123,40 @@ def thumbnail(image: np.ndarray, max_px: int) -> tuple[str, int]:
     return data_uri(buffer.getvalue()), max(picture.size)
 
 
+def item_thumbnail(data: Dataset, idx: int, max_px: int) -> tuple[str, int] | None:
+    """Item ``idx``'s thumbnail and its longest side, or None where the item has no picture.
+
+    A vector is not an image: items of an embeddings source show the file their ``thumbnail`` column names, or
+    nothing. Images show the original where the source keeps it (a photo, not the letterboxed pixels the model
+    is given), else the model's own input.
+    """
+    if data.kind == "embeddings":
+        return _thumbnail_file(data.extra.get("thumbnail"), idx, max_px)
+    if data.original is not None:
+        try:
+            return thumbnail(data.original(idx), max_px)
+        except (OSError, ValueError):  # a file gone or changed since the run read it: the model's input stands in
+            pass
+    return thumbnail(data.images[idx], max_px)
+
+
+def _thumbnail_file(paths: Any, idx: int, max_px: int) -> tuple[str, int] | None:
+    from PIL import Image, ImageOps
+
+    path = "" if paths is None else str(paths[idx] or "")
+    if not path:
+        return None
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            pixels = np.asarray(image.convert("L" if image.mode in ("1", "L", "LA") else "RGB"), dtype=np.uint8)
+    except (OSError, ValueError):
+        return None
+    return thumbnail(pixels, max_px)
+
+
 # --- the run page ---------------------------------------------------------------------------------------------
-def write_run_report(store: Store, run_dir: Path, parts: Parts, summary: dict[str, Any],
+def write_run_report(store: Store, run_dir: Path, parts: RunParts, summary: dict[str, Any],
                      rows: list[dict[str, Any]]) -> None:
     """Write ``report.html`` into ``run_dir`` (unless ``report.write`` is false)."""
     caps = dataclasses.asdict(parts.report)
@@ -106,7 +168,7 @@ def write_run_report(store: Store, run_dir: Path, parts: Parts, summary: dict[st
 class RunPage:
     """What the run page shows, read from the store, the run's files and the items' images."""
 
-    def __init__(self, store: Store, run_dir: Path, parts: Parts, caps: dict[str, Any]) -> None:
+    def __init__(self, store: Store, run_dir: Path, parts: RunParts, caps: dict[str, Any]) -> None:
         self.store, self.run_dir, self.parts, self.caps = store, run_dir, parts, caps
         self.item_ids = store.item_ids()
         idx, labels = store.labeled()
@@ -114,7 +176,7 @@ class RunPage:
         self.class_names = [str(c) for c in parts.data.class_names]
         self.metric_names = [m.name for m in parts.metrics]
         self.metrics = {name: store.get_array(f"metrics/{name}") for name in self.metric_names}
-        self._thumbnails: dict[int, tuple[str, int]] = {}
+        self._thumbnails: dict[int, tuple[str, int] | None] = {}
 
     def context(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         from runner import figures
@@ -200,11 +262,12 @@ class RunPage:
 
     def tile(self, idx: int, **facts: Any) -> dict[str, Any]:
         if idx not in self._thumbnails:
-            self._thumbnails[idx] = thumbnail(self.parts.data.images[idx], self.caps["thumbnail_px"])
-        uri, side = self._thumbnails[idx]
+            self._thumbnails[idx] = item_thumbnail(self.parts.data, idx, self.caps["thumbnail_px"])
+        found = self._thumbnails[idx]
+        uri, side = found if found is not None else (None, 0)
         label = self.labels.get(idx)
         values = {name: self.metric(name, idx) for name in self.metric_names}
-        return {"img": uri, "small": side < 48, "item_id": self.item_ids[idx],
+        return {"img": uri, "small": side < 48, "item_id": self.item_ids[idx], "missing": NO_PICTURE,
                 "label": None if label is None else self.class_names[label], "metrics": values, **facts}
 
     def metric(self, name: str, idx: int) -> float | None:
@@ -309,3 +372,13 @@ def sweep_page(report: dict[str, Any], source: str, names: list[str], figures: S
     rows = [{**row, "name": name} for row, name in zip(report["configurations"], names, strict=True)]
     return render("sweep_report.html.j2", report=report, rows=rows, source=source, version=__version__, links=links,
                   figures=[(title, caption, figure(png)) for title, caption, png in figures])
+
+
+# --- the file loop's batch page ------------------------------------------------------------------------------
+def batch_page(project: str, round_: int, rows: list[dict[str, Any]], counts: list[str], csv_name: str,
+               labels_file: str, classes: list[str]) -> str:
+    """``to_label/round_NNN.html``: the rows of the round's file as thumbnails (``img``, ``small`` beside the
+    file's columns), in file order, with what to do with them."""
+    return render("to_label.html.j2", project=project, round=round_, rows=rows, counts=counts, csv_name=csv_name,
+                  labels_file=labels_file, classes=classes, version=__version__, missing=NO_PICTURE,
+                  has_suspects=any(r.get("given_label") for r in rows))

@@ -7,6 +7,8 @@ mode changes is its labeller:
   oracle, or annotators who err) turns the truths of a selection into labels at once, and the rounds run on;
 - :class:`runner.platform_labeller.PlatformLabeller` (``loop.mode: human``): a labelling platform holds the
   project; each invocation pulls its labels, runs one round, plans what the platform should do and applies it.
+- :class:`runner.files_labeller.FilesLabeller` (``loop.mode: human``, ``act=files``): files hold the project's
+  answers; each invocation reads them, runs one round and writes the round's batch to ``to_label/``.
 
 A labeller says what identifies its run directory (:meth:`Labeller.claim`), how the store is brought up to date
 before the rounds (:meth:`Labeller.start`), what it measures per round, how a selection is labelled, and what it
@@ -23,11 +25,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from plugins.sources.dataset import Dataset
-from runner import stages
+from runner import artifacts, stages
 from runner.errors import ConfigError, PluginError
 from runner.rundir import ConfigRecord, check_claim, claim
 from runner.seeds import stage_rng
 from runner.store import GLOBAL_ROUND, Store
+from runner.views import RoundView
 
 
 class Session(Protocol):
@@ -50,6 +53,10 @@ class Session(Protocol):
 
     def screened(self, round_: int) -> tuple[np.ndarray, list[Any]]:
         """The round's candidates that pass the filters, and what each filter removed."""
+        ...
+
+    def view(self, round_: int) -> RoundView:
+        """What the round's model and store show of the round (predictions of any items)."""
         ...
 
 
@@ -140,11 +147,25 @@ class SimulatedAnnotators:
 
     def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
         claim(store, run_dir, self.record)
+        artifacts.write_skipped_files(run_dir, data.skipped)
         return data
 
     def start(self, session: Session) -> int:
         plan = self.start_plan
-        session.stage(GLOBAL_ROUND, "import", lambda: stages.import_items(plan, self.fingerprint, self.n_classes))
+        # The source's own tags land with the items, so that tag filters see them from round 0 on.
+        tags = source_tags(session.data, np.arange(len(plan.item_ids)))
+
+        def work() -> stages.Writer:
+            imported = stages.import_items(plan, self.fingerprint, self.n_classes)
+
+            def write(tx: Store) -> None:
+                imported(tx)
+                for tag, indices in tags.items():
+                    tx.add_tags(indices, tag, GLOBAL_ROUND)
+
+            return write
+
+        session.stage(GLOBAL_ROUND, "import", work)
         return 0
 
     def round_figures(self, session: Session, round_: int) -> dict[str, Any]:
@@ -178,3 +199,17 @@ def initial_labels(annotators: Annotators, truth: np.ndarray, seed: int, n_class
         return annotators(truth, stage_rng(seed, GLOBAL_ROUND, "act"), n_classes)
     except ValueError as exc:
         raise ConfigError(f"{annotators.label}: {exc}") from None
+
+
+def source_tags(data: Dataset, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The tags the source gives items ``indices`` (``extra["tags"]``: names per item, as a manifest's ``tags``
+    column lists them), by tag name; item indices in ``indices``' order."""
+    column = data.extra.get("tags")
+    if column is None:
+        return {}
+    found: dict[str, list[int]] = {}
+    for i in indices.tolist():
+        names = column[i]
+        for tag in ((names,) if names else ()) if isinstance(names, str) else (names or ()):
+            found.setdefault(str(tag), []).append(int(i))
+    return {tag: np.array(members, dtype=np.int64) for tag, members in sorted(found.items())}

@@ -207,14 +207,19 @@ class AcquisitionSection:
 
 @dataclass(frozen=True)
 class ActSection:
-    """``act``: what happens to a selection: simulated annotators, or a platform's action plan."""
+    """``act``: what happens to a selection: simulated annotators, a platform's action plan, or files (``act=files``:
+    the batch written to ``to_label/``, the answers read from a labels file)."""
 
     name: str = choice("the act's name (in plans and messages)", minLength=1)
-    function: Plugin = choice("simulation: truths in, labels out; platform: the planner of a round's actions")
+    function: Plugin | None = choice("simulation: truths in, labels out; platform: the planner of a round's actions; "
+                                     "null for act=files, whose answers come from act.labels", nullable=True)
     apply: bool | None = choice("platform acts: apply the plan (false: a dry run that changes nothing)",
                                 optional=True)
     show: int | None = choice("platform acts: records listed per action in the printed plan", optional=True,
                               minimum=0)
+    labels: str | None = choice("act=files: the answers, a CSV file with item_id and label columns (the last answer "
+                                "of an item wins); null = labels.csv in the project directory (hydra.run.dir)",
+                                optional=True, nullable=True, minLength=1)
 
 
 @dataclass(frozen=True)
