@@ -353,12 +353,12 @@ class FilesLabeller:
         }
 
     def label(self, session: Session, round_: int) -> str | None:
-        """Record the round's batch (once), write its files, and end the invocation."""
+        """Record the round's batch (once), write its files, and end the invocation: the round waits for answers."""
         session.stage(round_, "act", lambda: self.ask(session, round_))
         batch = read_batch(session.store, round_)
         self.write_files(session, batch)
         self.asked = batch
-        return "asked"
+        return "waiting_for_answers"
 
     def ask(self, session: Session, round_: int) -> stages.Writer:
         """The round's batch in the order to label it: the selection, the label suspects, the items still open

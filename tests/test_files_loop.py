@@ -202,6 +202,7 @@ def test_answers_open_the_next_round_and_unanswered_items_stay_asked(reference):
     assert all(r["test_accuracy"] is not None and r["n_test_labeled"] == 20 for r in rounds)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["mode"] == "human" and summary["open_round"] == 2 and summary["open_items"] == len(still) + 6
+    assert summary["stopped"] == "waiting_for_answers"
 
 
 def test_the_same_command_without_new_answers_changes_nothing(reference):
