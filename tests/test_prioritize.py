@@ -149,7 +149,9 @@ def test_batch_strategy_and_weighted_acquisition_run_end_to_end(tmp_path):
         (("filters.classes=[eleven]",), "filters.classes: 'eleven' is not a class of this project"),
         (("filters.classes=[1]", "loop.initial_labels=0", "acquisition=random"), "needs loop.initial_labels > 0"),
         (("selection.policy=class_balanced", "loop.initial_labels=0", "acquisition=random"), "needs predicted"),
-        (("loop.mode=human",), "needs a platform's act (one with act.apply and act.show), not act=oracle"),
+        (("loop.mode=human",),
+         "needs act=files (answers from a labels file) or a platform's act (one with act.apply and act.show), "
+         "not act=oracle"),
         (("loop.mode=human", "act=encord"), "is not a platform project"),
     ],
 )
