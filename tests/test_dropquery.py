@@ -192,6 +192,7 @@ def test_the_model_sees_one_chunk_at_a_time():
     assert max(sizes) == 64 and sum(sizes) == 3 * len(x)
 
 
+@pytest.mark.slow
 def test_100000_candidates_of_128_features_in_bounded_memory():
     x, probs, predict = random_pool(n=100_000, d=128, classes=10)
     tracemalloc.start()

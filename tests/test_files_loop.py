@@ -259,6 +259,7 @@ def killed_loop(project: dict[str, Path], run_dir: Path, mode: str, stage: str, 
             (answers_round_0, answers_round_1)[round_](run_dir)
 
 
+@pytest.mark.slow
 def test_a_round_killed_while_it_writes_its_batch_resumes_to_the_same_files(project, reference, tmp_path):
     run_dir = tmp_path / "labelling"
     killed_loop(project, run_dir, "inside", "act", rounds=1)

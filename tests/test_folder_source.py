@@ -341,6 +341,7 @@ def test_input_errors_are_one_line(tmp_path, case, message):
     assert "project.source." in text
 
 
+@pytest.mark.slow
 def test_a_run_on_a_folder(tmp_path):
     root = tmp_path / "digits"
     for n in range(160):
