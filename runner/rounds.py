@@ -16,7 +16,7 @@ from typing import Any
 from runner import artifacts
 from runner.labellers import Labeller
 from runner.session import Session
-from runner.stopping import SAID, stop_reason
+from runner.stopping import POOL_EXHAUSTED, SAID, stop_reason
 from runner.store import GLOBAL_ROUND
 
 log = logging.getLogger("runner")
@@ -25,6 +25,8 @@ log = logging.getLogger("runner")
 def run_rounds(session: Session, labeller: Labeller) -> dict[str, Any]:
     """Every round this invocation has to run, then the run directory's files; the summary."""
     store = session.store
+    # Said before any work, so a person who stops the run early still knows where its files are.
+    log.info(where_line(session, finished=False))
     first = labeller.start(session)
     # Where items can join between invocations, their embeddings and metrics belong to the round.
     session.embed_and_measure(first if labeller.items_change else GLOBAL_ROUND)
@@ -48,7 +50,7 @@ def run_rounds(session: Session, labeller: Labeller) -> dict[str, Any]:
             row = next(r for r in rows if r["round"] == round_)
             log.info(progress_line(row, session.parts.loop.rounds, time.perf_counter() - started))
         if stopped is not None:
-            log.info(f"stopped: {SAID[stopped]}")
+            log.info(stop_line(stopped, round_))
             break
         stopped = labeller.label(session, round_)
         if stopped is not None:
@@ -56,7 +58,27 @@ def run_rounds(session: Session, labeller: Labeller) -> dict[str, Any]:
         round_ += 1
     summary = session.finish(stopped, **labeller.summary(session, stopped))
     labeller.conclude(session, summary)
+    log.info(where_line(session, finished=True))
     return summary
+
+
+def where_line(session: Session, *, finished: bool) -> str:
+    """The console's line on where the run's files are: at the start, where they will be; at the end, where
+    they are (the report only when ``report.write`` is on)."""
+    run_dir = session.run_dir
+    if not session.parts.report.write:
+        report = "none (report.write=false)"
+    else:
+        report = str(run_dir / "report.html") + ("" if finished else " (written when the run ends)")
+    return f"{'done' if finished else 'run'}: directory {run_dir} | report {report}"
+
+
+def stop_line(reason: str, round_: int) -> str:
+    """The console's line on why the rounds ended; an empty pool is said first in plain words, since that is
+    the stop a person does not expect from the settings alone."""
+    if reason == POOL_EXHAUSTED:
+        return f"pool exhausted at round {round_}: {SAID[reason]}"
+    return f"stopped after round {round_}: {SAID[reason]}"
 
 
 def stop_here(session: Session, round_: int) -> str | None:
