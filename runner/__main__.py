@@ -41,15 +41,22 @@ def main(argv: list[str] | None = None) -> None:
         print(help_text())
         return
     from runner.composition import parse_command
-    from runner.errors import ConfigError
-    from runner.precheck import check_command
+    from runner.errors import INTERRUPTED_EXIT_CODE, ConfigError, interrupted_line
 
     try:
-        check_command(parse_command(given))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    run()
+        try:
+            from runner.precheck import check_command
+
+            check_command(parse_command(given))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        run()  # a Ctrl-C inside the job is answered there, where the run directory is known
+    except KeyboardInterrupt:
+        # Outside the job (the pre-check, Hydra's start) nothing of the run is written yet, so the same command
+        # starts it afresh.
+        print(interrupted_line(given, "hydra.run.dir", None), file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

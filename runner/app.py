@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from plugins.errors import InputError, ServiceError
-from runner.errors import ConfigError, RunnerError, from_plugin
+from runner.errors import INTERRUPTED_EXIT_CODE, ConfigError, RunnerError, from_plugin, interrupted_line
 
 log = logging.getLogger("runner")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -58,6 +58,14 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             # failed, run the rest, and end the sweep with an error once they are done.
             raise
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        # Ctrl-C: every finished stage is committed and the interrupted one rolled back, so one line saying how
+        # to go on is all a person needs (not a traceback through the stage that happened to be running).
+        sweep = hydra_cfg.mode == RunMode.MULTIRUN
+        key, directory = ("hydra.sweep.dir", hydra_cfg.sweep.dir) if sweep else ("hydra.run.dir", run_dir)
+        log.debug("interrupted", exc_info=True)
+        print(interrupted_line(sys.argv[1:], key, directory), file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
 
 
 def run(config: dict[str, Any], run_dir: Path, threads: int) -> dict[str, Any]:

@@ -1,7 +1,12 @@
 """Errors the runner reports as one line and an exit code, never as a traceback."""
 
 import difflib
+import shlex
 from collections.abc import Sequence
+from pathlib import Path
+
+# What a shell reports for a process ended by SIGINT (128 + 2); scripts that run the CLI can tell Ctrl-C apart.
+INTERRUPTED_EXIT_CODE = 130
 
 
 class RunnerError(Exception):
@@ -39,3 +44,12 @@ def did_you_mean(name: str, choices: Sequence[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest of ``choices``, or "" when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def interrupted_line(argv: Sequence[str], key: str, directory: Path | str | None) -> str:
+    """The one line a Ctrl-C ends with: the command that resumes the run. Every stage commits with its own
+    record, so the same command in the same directory goes on where it stopped; ``key`` (``hydra.run.dir`` or
+    ``hydra.sweep.dir``) is added when the command did not name the directory, which otherwise is new each time."""
+    named = any(arg.lstrip("+~").startswith(f"{key}=") for arg in argv)
+    args = list(argv) if named or directory is None else [*argv, f"{key}={directory}"]
+    return f"interrupted; resume with: {shlex.join(['python', '-m', 'runner', *args])}"

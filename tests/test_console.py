@@ -4,10 +4,16 @@ help page's opening, and the one-line answers to a bare word, a missing extra an
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_in_process
+from tests.conftest import REPO, run_cli, run_in_process
 
 DIGITS = ("+experiment=digits", "acquisition=random", "selection.budget=5")
 
@@ -50,3 +56,59 @@ def test_other_stops_name_their_round(tmp_path, caplog):
     run_in_process(tmp_path, *DIGITS, "loop.rounds=1")
     stops = [line for line in console(caplog) if line.startswith(("stopped", "pool exhausted"))]
     assert stops == ["stopped after round 1: every round of loop.rounds is done (raise loop.rounds to go on)"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_names_the_command_that_resumes_and_the_resumed_run_is_the_uninterrupted_one(tmp_path):
+    # A digits round takes a few hundredths of a second: enough of them that the signal lands mid-run.
+    overrides = ("+experiment=digits", "loop.rounds=30", "selection.budget=7")
+    reference = tmp_path / "reference"
+    run_in_process(reference, *overrides)
+
+    # The directory is not named on the command line: the line must name the one Hydra picked.
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    # Run from elsewhere, so that the directory Hydra picks is under tmp_path (the runner found by PYTHONPATH).
+    env.update(PYTHONHASHSEED="0", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    process = subprocess.Popen([sys.executable, "-m", "runner", *overrides], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("round "):
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert not out.rstrip().endswith("report.html")  # it did not finish before the signal
+
+    prefix = "interrupted; resume with: python -m runner "
+    assert lines[0].startswith(prefix)
+    resume = shlex.split(lines[0][len(prefix):])
+    assert resume[:-1] == list(overrides) and resume[-1].startswith("hydra.run.dir=")
+    picked = tmp_path / resume[-1].split("=", 1)[1]
+    assert (picked / "state.sqlite").is_file()
+
+    resumed = run_cli(*resume, cwd=tmp_path, env_extra={"PYTHONPATH": str(REPO)})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    assert selections(picked) == selections(reference) and len(selections(reference)) == 30
+
+
+def selections(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run_dir / "selected").glob("round_*.csv"))}
+
+
+def test_the_resume_line_adds_the_directory_only_when_the_command_did_not_name_it():
+    from runner.errors import interrupted_line
+
+    added = interrupted_line(["+experiment=digits", "seed=1"], "hydra.run.dir", "/runs/a b")
+    assert added == "interrupted; resume with: python -m runner +experiment=digits seed=1 'hydra.run.dir=/runs/a b'"
+    named = interrupted_line(["+experiment=digits", "hydra.run.dir=x"], "hydra.run.dir", "/abs/x")
+    assert named == "interrupted; resume with: python -m runner +experiment=digits hydra.run.dir=x"
+    swept = interrupted_line(["-m", "seed=0,1"], "hydra.sweep.dir", "/sweeps/s")
+    assert swept == "interrupted; resume with: python -m runner -m seed=0,1 hydra.sweep.dir=/sweeps/s"
