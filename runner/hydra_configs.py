@@ -31,6 +31,14 @@ ABOUT = (
     "Every run leaves a directory that says what was done and can be replayed."
 )
 
+# Before the groups and keys, so that a first look at --help shows how the tool is called, not only what it has.
+COMMON_COMMANDS = (
+    "  python -m runner +experiment=digits                                # a seconds-long run to try things",
+    "  python -m runner +experiment=mnist acquisition=margin seed=1       # swap any choice from the command line",
+    "  python -m runner +experiment=digits hydra.run.dir=runs/try1        # a fixed run directory: re-running resumes",
+    "  python -m runner -m +experiment=mnist acquisition=entropy,margin,random seed=0,1,2  # a sweep",
+    "  python -m runner.report outputs/sweeps/DATE/TIME                   # the sweep's report",
+)
 
 def defaults(cls: type, *, leave_out: tuple[str, ...] = (), **changed: Any) -> dict[str, Any]:
     """The node a settings declaration gives: every declared default, in declaration order (which is the order
@@ -94,10 +102,11 @@ def help_node() -> dict[str, Any]:
     template = "\n".join([
         ABOUT,
         "",
-        "Usage:",
-        "  python -m runner +experiment=NAME [group=option ...] [key=value ...]",
-        "  python -m runner -m acquisition=entropy,margin,random seed=0,1,2      # a sweep, one run per combination",
-        "  python -m runner --cfg job [...]                                       # the composed config",
+        "Usage: python -m runner +experiment=NAME [group=option ...] [key=value ...]",
+        "",
+        "The five commands used most:",
+        *COMMON_COMMANDS,
+        "The composed config, nothing run: python -m runner --cfg job [group=option ...] [key=value ...]",
         "",
         "== Config groups (group=option) ==",
         "$APP_CONFIG_GROUPS",

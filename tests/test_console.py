@@ -112,3 +112,23 @@ def test_the_resume_line_adds_the_directory_only_when_the_command_did_not_name_i
     assert named == "interrupted; resume with: python -m runner +experiment=digits hydra.run.dir=x"
     swept = interrupted_line(["-m", "seed=0,1"], "hydra.sweep.dir", "/sweeps/s")
     assert swept == "interrupted; resume with: python -m runner -m seed=0,1 hydra.sweep.dir=/sweeps/s"
+
+
+def test_help_opens_with_what_the_tool_does_and_the_five_commands_used_most():
+    from runner.hydra_configs import ABOUT, COMMON_COMMANDS
+
+    page = run_cli("--help")
+    assert page.returncode == 0, page.stderr
+    text = page.stdout
+    assert text.startswith(ABOUT + "\n")
+    assert "\n" not in ABOUT and "active learning" in ABOUT  # one paragraph that says what the tool does
+    before_groups = text[: text.index("== Config groups")]
+    listed = [line for line in before_groups.splitlines() if line.startswith("  python -m runner")]
+    assert listed == list(COMMON_COMMANDS) and len(listed) == 5
+    # Each is a real command: the runner's own, and an experiment that exists.
+    for line in listed:
+        command = line.split("#")[0].split()
+        assert command[:3] == ["python", "-m", "runner"] or command[:3] == ["python", "-m", "runner.report"]
+        for word in command:
+            if word.startswith("+experiment="):
+                assert (REPO / "conf" / "experiment" / f"{word.split('=')[1]}.yaml").is_file()
