@@ -266,8 +266,7 @@ def describe_composition_error(exc: BaseException) -> str:
     if "Config search path:" in lines:  # Hydra appends the search path; the line is long enough without it
         lines = lines[: lines.index("Config search path:")]
     if isinstance(exc, OverrideParseException):
-        reason = [line for line in lines if not line.startswith(("See https://", "Error parsing override"))]
-        return f"malformed override '{exc.override}': {'; '.join(reason) or 'cannot be parsed'}"
+        return _malformed(str(exc.override), lines)
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
         options = list(exc.options)
@@ -290,3 +289,18 @@ def describe_composition_error(exc: BaseException) -> str:
     if cause is not None and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])
     return " ".join(lines) or type(exc).__name__
+
+
+def _malformed(override: str, lines: list[str]) -> str:
+    """One line for an override Hydra cannot parse. A bare word (``mnist``) is most often an experiment's name
+    typed without ``+experiment=``; the parser's own words ("missing EQUAL at '<EOF>'") do not say that."""
+    import re
+
+    if re.fullmatch(r"[A-Za-z_][\w-]*", override):
+        experiments = sorted(p.stem for p in (RUNNER_DIR / CONFIG_PATH / "experiment").glob("*.yaml"))
+        if override in experiments:
+            return f"'{override}' is not an override (key=value); did you mean +experiment={override}?"
+        return (f"'{override}' is not an override (key=value); to run an experiment write +experiment=NAME, "
+                f"one of: {', '.join(experiments)}{did_you_mean(override, experiments)}")
+    reason = [line for line in lines if not line.startswith(("See https://", "Error parsing override"))]
+    return f"malformed override '{override}': {'; '.join(reason) or 'cannot be parsed'}"

@@ -132,3 +132,25 @@ def test_help_opens_with_what_the_tool_does_and_the_five_commands_used_most():
         for word in command:
             if word.startswith("+experiment="):
                 assert (REPO / "conf" / "experiment" / f"{word.split('=')[1]}.yaml").is_file()
+
+
+def test_a_bare_experiment_name_is_answered_with_the_override_it_means():
+    result = run_cli("mnist")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: 'mnist' is not an override (key=value); did you mean +experiment=mnist?"]
+
+
+def test_a_bare_word_that_names_no_experiment_lists_the_experiments():
+    from runner.composition import parse_overrides
+    from runner.errors import ConfigError
+
+    experiments = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+    with pytest.raises(ConfigError) as caught:
+        parse_overrides(["mnst"])
+    assert str(caught.value) == (
+        "'mnst' is not an override (key=value); to run an experiment write +experiment=NAME, one of: "
+        f"{', '.join(experiments)}; did you mean 'mnist'?")
+    assert "digits" in experiments and "mnist" in experiments
+    with pytest.raises(ConfigError, match="missing EQUAL"):  # a dotted key without a value keeps the parser's words
+        parse_overrides(["selection.budget"])
