@@ -5,6 +5,10 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+# The packages of the optional extras in pyproject.toml, and the extra that brings each: a config that names
+# one without it installed is told what to install, not only which module is missing.
+OPTIONAL_EXTRAS = {"xgboost": "boost", "lightgbm": "boost", "ray": "distributed"}
+
 # What a shell reports for a process ended by SIGINT (128 + 2); scripts that run the CLI can tell Ctrl-C apart.
 INTERRUPTED_EXIT_CODE = 130
 
@@ -53,3 +57,12 @@ def interrupted_line(argv: Sequence[str], key: str, directory: Path | str | None
     named = any(arg.lstrip("+~").startswith(f"{key}=") for arg in argv)
     args = list(argv) if named or directory is None else [*argv, f"{key}={directory}"]
     return f"interrupted; resume with: {shlex.join(['python', '-m', 'runner', *args])}"
+
+
+def install_hint(exc: BaseException) -> str:
+    """``'; install it with pip install -e ".[EXTRA]"'`` when ``exc`` is the import of an optional extra's package
+    failing, else ""."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return ""
+    extra = OPTIONAL_EXTRAS.get(exc.name.partition(".")[0])
+    return f"; install it with pip install -e \".[{extra}]\"" if extra else ""

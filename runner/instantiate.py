@@ -9,7 +9,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from plugins.errors import InputError, ServiceError
-from runner.errors import ConfigError, RunnerError, from_plugin
+from runner.errors import ConfigError, RunnerError, from_plugin, install_hint
 
 
 def instantiate_node(node: dict[str, Any], what: str, **kwargs: Any) -> Any:
@@ -22,7 +22,8 @@ def instantiate_node(node: dict[str, Any], what: str, **kwargs: Any) -> Any:
             raise from_plugin(cause) from None
         text = str(exc).strip()
         if cause is not None:
-            reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}"
+            # A plugin that imports an optional extra's package when it is built says which extra to install.
+            reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}{install_hint(cause)}"
         else:
             reason = text.splitlines()[0] if text else type(exc).__name__
         # Hydra names the failing node relative to the one instantiated ("estimator" inside a model).

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from runner.errors import ConfigError, did_you_mean
+from runner.errors import ConfigError, did_you_mean, install_hint
 from runner.settings import RUNNER_ARGUMENTS
 
 # The keys Hydra's ``instantiate`` reads itself; every other key of a target node is an argument.
@@ -221,7 +221,8 @@ def _import_longest_module(target: str, named: str) -> tuple[Any, list[str]]:
             depth += 1
     except Exception as exc:  # an allowed package that fails on import: reported, not raised
         reason = (str(exc).strip().splitlines() or [""])[0]
-        raise ConfigError(f"{named}, but it cannot be imported: {type(exc).__name__}: {reason}") from None
+        raise ConfigError(
+            f"{named}, but it cannot be imported: {type(exc).__name__}: {reason}{install_hint(exc)}") from None
     return module, parts[depth:]
 
 

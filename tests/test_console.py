@@ -3,6 +3,7 @@ help page's opening, and the one-line answers to a bare word, a missing extra an
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shlex
@@ -154,3 +155,36 @@ def test_a_bare_word_that_names_no_experiment_lists_the_experiments():
     assert "digits" in experiments and "mnist" in experiments
     with pytest.raises(ConfigError, match="missing EQUAL"):  # a dotted key without a value keeps the parser's words
         parse_overrides(["selection.budget"])
+
+
+def needs_lightgbm() -> object:
+    """A plugin that imports an optional extra's package when it is built."""
+    import lightgbm  # noqa: F401
+
+    return object()
+
+
+@pytest.mark.parametrize(("model", "module"), [("xgboost", "xgboost"), ("lightgbm", "lightgbm")])
+def test_a_missing_extra_names_the_install_command(model, module):
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed")
+    result = run_cli("+experiment=digits", f"model={model}")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: config key 'model.estimator._target_' names '{module}.")
+    assert line.endswith(f"No module named '{module}'; install it with pip install -e \".[boost]\"")
+
+
+def test_a_plugin_that_imports_a_missing_extra_names_the_install_command():
+    from runner.errors import ConfigError, install_hint
+    from runner.instantiate import instantiate_node
+
+    if importlib.util.find_spec("lightgbm") is not None:
+        pytest.skip("lightgbm is installed")
+    with pytest.raises(ConfigError) as caught:
+        instantiate_node({"_target_": "tests.test_console.needs_lightgbm"}, "model")
+    assert str(caught.value).endswith("No module named 'lightgbm'; install it with pip install -e \".[boost]\"")
+    assert install_hint(ModuleNotFoundError("No module named 'ray'", name="ray")) == (
+        '; install it with pip install -e ".[distributed]"')
+    assert install_hint(ModuleNotFoundError("No module named 'nope'", name="nope")) == ""
+    assert install_hint(ValueError("xgboost")) == ""
