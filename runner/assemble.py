@@ -96,6 +96,11 @@ class Parts:
             self.model_node, f"model '{self.model_label}'", n_classes=self.data.n_classes, random_state=random_state
         )
 
+# The shipped strategies that choose without a model (from the pool or its embeddings), named when a cold start is
+# refused so the person knows what to switch to.
+COLD_START = ("random", "typiclust", "probcover", "image_diversity")
+COLD_START_TEXT = ", ".join(COLD_START[:-1]) + " or " + COLD_START[-1]
+
 
 def assemble(config: dict[str, Any], run_dir: Path | None = None) -> Parts:
     """Build and cross-check every part of the run ``config`` describes; ConfigError on the first problem.
@@ -146,7 +151,7 @@ def _assemble(config: dict[str, Any], run_dir: Path | None) -> Parts:
         if loop.initial_labels == 0 and _round_zero(acquisition).needs_model:
             raise ConfigError(
                 f"{acquisition.label} needs a trained model; loop.initial_labels=0 leaves round 0 without one "
-                "(set loop.initial_labels > 0 or pick acquisition=random)"
+                f"(set loop.initial_labels > 0, or start cold with acquisition={COLD_START_TEXT})"
             )
         if filters.needs_model and loop.initial_labels == 0:
             raise ConfigError("filters.classes filters by predicted class, which needs loop.initial_labels > 0")

@@ -188,3 +188,18 @@ def test_a_plugin_that_imports_a_missing_extra_names_the_install_command():
         '; install it with pip install -e ".[distributed]"')
     assert install_hint(ModuleNotFoundError("No module named 'nope'", name="nope")) == ""
     assert install_hint(ValueError("xgboost")) == ""
+
+
+def test_a_cold_start_refusal_names_the_strategies_that_start_cold(tmp_path):
+    from runner.assemble import COLD_START, assemble
+    from runner.errors import ConfigError
+    from tests.conftest import compose_config
+
+    with pytest.raises(ConfigError) as caught:
+        assemble(compose_config("+experiment=digits", "acquisition=margin", "loop.initial_labels=0"), tmp_path)
+    assert str(caught.value) == (
+        "acquisition 'margin' needs a trained model; loop.initial_labels=0 leaves round 0 without one (set "
+        "loop.initial_labels > 0, or start cold with acquisition=random, typiclust, probcover or image_diversity)")
+    # Each strategy named is one that a cold start is not refused with.
+    for name in COLD_START:
+        assemble(compose_config("+experiment=digits", f"acquisition={name}", "loop.initial_labels=0"), tmp_path)
