@@ -162,15 +162,16 @@ def write_manifest(folder: Path, labels: int, path: Path) -> Path:
 
 
 # --- one measured command -------------------------------------------------------------------------------------
-def measured(command: Sequence[str], console: Path) -> tuple[int, float, float]:
-    """Exit code, wall seconds and the child's own peak resident MiB (``wait4``: this child alone)."""
+def measured(command: Sequence[str], console: Path) -> tuple[int, float, float, float]:
+    """Exit code, wall seconds, the child's own peak resident MiB (``wait4``: this child alone) and when it
+    started (epoch seconds)."""
     with open(console, "w") as out:
-        started = time.perf_counter()
+        launched, started = time.time(), time.perf_counter()
         child = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
-    return child.returncode, wall, usage.ru_maxrss / 1024
+    return child.returncode, wall, usage.ru_maxrss / 1024, launched
 
 
 def runner_case(name: str, overrides: Sequence[str], run_dir: Path, n: int) -> dict[str, Any]:
@@ -178,10 +179,13 @@ def runner_case(name: str, overrides: Sequence[str], run_dir: Path, n: int) -> d
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     console = run_dir.parent / f"{run_dir.name}.console.txt"
     command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
-    rc, wall, child_peak = measured(command, console)
+    started_load = load()
+    rc, wall, child_peak, launched = measured(command, console)
     lines = console.read_text(errors="replace").splitlines()
     row: dict[str, Any] = {"case": name, "n": n, "command": " ".join(["python -m runner", *overrides]),
-                           "exit": rc, "wall_s": round(wall, 1), "child_maxrss_mib": round(child_peak),
+                           "load": started_load, "exit": rc, "wall_s": round(wall, 1),
+                           "to_source_line_s": to_source_line(run_dir / "runner.log", launched),
+                           "child_maxrss_mib": round(child_peak),
                            "console_lines": len(lines), "console_first": lines[:3], "console_last": lines[-3:]}
     row.update(source_line(lines, n))
     summary = run_dir / "summary.json"
@@ -194,6 +198,18 @@ def runner_case(name: str, overrides: Sequence[str], run_dir: Path, n: int) -> d
         row["peak_mib"] = round(child_peak)
     row.update(pages(run_dir))
     return row
+
+
+def to_source_line(log_file: Path, launched: float) -> float | None:
+    """Seconds from the command's start to the folder source's console line (logged when the source is done):
+    the import as a user waits for it, interpreter start and configuration included."""
+    if not log_file.is_file():
+        return None
+    for line in log_file.read_text(errors="replace").splitlines():
+        if " items (" in line and ("images/s" in line or "from the cache" in line):
+            stamp = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+            return round(stamp.timestamp() - launched, 1)
+    return None
 
 
 def pages(run_dir: Path) -> dict[str, Any]:
@@ -291,10 +307,24 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "```", f"python -m benchmarks.bench_folder --n {result['n']}", "```", "",
         f"{result['date']}, {result['machine']}; load average at the start {result['load_before']}, at the end "
         f"{result['load_after']}. The folder: {folder_line(result['folder'])}", "",
+        *CASES_TEXT, "",
         *case_table(rows), "", *targets(rows, result["n"]), "", *console_section(rows), "",
         *stage_table(rows), "", *profile_section(result.get("profile")), "",
     ]
     path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
+
+
+CASES_TEXT = [
+    "Each case is one `python -m runner project=folder ...` command (below) in a fresh run directory, on 2 threads.",
+    "`import`: into an empty cache; `import_cached`: the same command again. The runner has no import-only command,",
+    "so both also run one round of `acquisition=random` (the source's rate is its own console line's; the seconds",
+    "to that line include Python's start-up and the configuration). `quality`: the same with `metrics=quality`, whose",
+    "image metrics read the originals. `round`: one simulated round of the default strategy, labels from the class",
+    "sub-folders. `file_loop`: round 0 of `loop.mode=human act=files` with a manifest labelling `--labels` items",
+    "(500 by default, a fifth of them `split=test`), the rest unlabelled. Peak: the larger of the run's own",
+    "summary.json (the runner resets the kernel's high-water mark at each stage) and the child's `ru_maxrss`",
+    "from `wait4`.",
+]
 
 
 def folder_line(folder: dict[str, Any]) -> str:
@@ -304,13 +334,14 @@ def folder_line(folder: dict[str, Any]) -> str:
 
 
 def case_table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    out = ["| case | exit | wall s | source's rate (images/s) | command images/s | peak MiB | report.html MB |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+    out = ["| case | load (1, 5, 15 min) | exit | wall s | source's rate (images/s) | s to the source's line "
+           "(images/s) | peak MiB | report.html MB |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in rows.items():
-        rate = row.get("source_rate")
+        rate, until = row.get("source_rate"), row.get("to_source_line_s")
         report = row.get("pages", {}).get("report.html", {}).get("mb", "-")
-        out.append(f"| {name} | {row['exit']} | {row['wall_s']:,.1f} | {f'{rate:,}' if rate else 'cache'} | "
-                   f"{row['n'] / row['wall_s']:,.0f} | {row['peak_mib']:,} | {report} |")
+        waited = f"{until:.1f} ({row['n'] / until:,.0f})" if until else "-"
+        out.append(f"| {name} | {row.get('load', '-')} | {row['exit']} | {row['wall_s']:,.1f} | "
+                   f"{f'{rate:,}' if rate else 'cache'} | {waited} | {row['peak_mib']:,} | {report} |")
     return out
 
 
@@ -319,11 +350,14 @@ def targets(rows: dict[str, dict[str, Any]], n: int) -> list[str]:
     if first is None:
         return []
     rate = first.get("source_rate") or 0
-    peak = max(r["peak_mib"] for r in rows.values()) * 2**20 / 1e6
+    megabytes = {name: row["peak_mib"] * 2**20 / 1e6 for name, row in rows.items()}
+    peak = max(megabytes.values())
+    missed = "; ".join(f"missed by {name}: {mb:,.0f} MB, {mb - MEMORY_TARGET_MB:,.0f} MB over"
+                       for name, mb in megabytes.items() if mb >= MEMORY_TARGET_MB)
     verdict = [f"- import: {rate:,} images/s against at least {IMAGE_TARGET_TEXT}: "
                f"{'met' if rate >= IMPORT_TARGET else f'missed by {IMPORT_TARGET - rate:,} images/s'};",
-               f"- peak memory over every case: {peak:,.0f} MB against under {MEMORY_TARGET_MB:,} MB: "
-               f"{'met' if peak < MEMORY_TARGET_MB else f'missed by {peak - MEMORY_TARGET_MB:,.0f} MB'}."]
+               f"- peak memory, the largest of every case: {peak:,.0f} MB against under {MEMORY_TARGET_MB:,} MB: "
+               f"{missed or 'met'}."]
     return ["Targets (issue 21, on 2 cores):", "", *verdict]
 
 
@@ -364,6 +398,14 @@ def profile_section(found: dict[str, float] | None) -> list[str]:
 
 
 # --- the command line -----------------------------------------------------------------------------------------
+def previous_rows(path: Path, n: int) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier result for the same ``n``, so that ``--only`` replaces some cases and keeps the rest."""
+    if not path.is_file():
+        return {}
+    found = json.loads(path.read_text())
+    return {row["case"]: row for row in found["rows"]} if found.get("n") == n else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -373,10 +415,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_folder"), help="run directories and caches")
     parser.add_argument("--only", nargs="*", help="cases to run (import, import_cached, quality, round, file_loop)")
     parser.add_argument("--profile", type=int, metavar="FILES", help="only profile the import over FILES files")
+    parser.add_argument("--table", action="store_true", help="only rebuild --md from --json")
     parser.add_argument("--generate", action="store_true", help="only make the folder")
     parser.add_argument("--json", type=Path, default=HERE / "folder.json")
     parser.add_argument("--md", type=Path, default=HERE / "folder.md")
     args = parser.parse_args()
+    if args.table:
+        write_markdown(json.loads(args.json.read_text()), args.md)
+        return
     folder = args.folder or default_folder(args.n)
     made = ensure_folder(folder, args.n, args.threads)
     if args.generate:
@@ -393,12 +439,13 @@ def main() -> None:
     manifest = write_manifest(folder, args.labels, out / "manifest.csv")
     result: dict[str, Any] = {"n": args.n, "date": datetime.date.today().isoformat(), "machine": machine(),
                               "load_before": load(), "folder": {**made, "path": str(folder)}, "rows": []}
+    earlier = previous_rows(args.json, args.n) if args.only else {}
     for name, overrides in cases(folder, cache, manifest, args.threads).items():
         if args.only and name not in args.only:
             continue
-        row = runner_case(name, overrides, out / name, args.n)
-        result["rows"].append(row)
+        earlier[name] = row = runner_case(name, overrides, out / name, args.n)
         print(json.dumps({k: v for k, v in row.items() if k != "stages"}), flush=True)
+    result["rows"] = list(earlier.values())
     result["load_after"] = load()
     result["profile"] = profile(folder, min(args.n, 2_000))
     args.json.write_text(json.dumps(result, indent=1) + "\n")
