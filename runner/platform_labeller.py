@@ -26,6 +26,7 @@ changes nothing on the platform; only ``act.apply=true`` calls its ``apply``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -305,19 +306,23 @@ def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
         [position[i] for i in stored_ids] + [i for i, item in enumerate(ids) if item not in stored],
         dtype=np.int64,
     )
+    if np.array_equal(order, np.arange(len(ids))):
+        # Already in the store's order (a new project, or no item added since): indexing would copy every image,
+        # and read an on-disk pool whole into memory.
+        return data
     extra = {
         k: v[order] if isinstance(v, np.ndarray) and len(v) == len(ids) else v for k, v in data.extra.items()
     }
     split = None if data.split is None else np.asarray(data.split)[order]
     source = data.original
-    return Dataset(
-        np.asarray(ids)[order],
-        data.images[order],
-        np.asarray(data.labels)[order],
-        data.class_names,
-        split,
-        extra,
-        None if source is None else lambda i: source(int(order[i])),
+    return dataclasses.replace(
+        data,
+        item_ids=np.asarray(ids)[order],
+        images=data.images[order],
+        labels=np.asarray(data.labels)[order],
+        split=split,
+        extra=extra,
+        original=None if source is None else lambda i: source(int(order[i])),
     )
 
 
