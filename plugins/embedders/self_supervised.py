@@ -33,6 +33,7 @@ from torch.nn import functional
 from tqdm import tqdm
 
 from plugins.arrays import Array
+from plugins.models.torch_model import as_tensor
 
 log = logging.getLogger("runner")
 
@@ -70,15 +71,11 @@ def nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> to
 
 
 def as_batch(images: Any) -> torch.Tensor:
-    """(n, H, W) or (n, H, W, C) float images -> (n, C, H, W) float32 tensor."""
-    array = np.asarray(images, dtype=np.float32)
-    if array.ndim == 3:
-        array = array[:, None]
-    elif array.ndim == 4:
-        array = array.transpose(0, 3, 1, 2)
-    else:
-        raise ValueError(f"images must have shape (n, H, W) or (n, H, W, C), got {array.shape}")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    """(n, H, W) or (n, H, W, C) images -> (n, C, H, W) float32; rows of vectors are refused (no pixels to view)."""
+    batch = as_tensor(images)
+    if batch.ndim != 4:
+        raise ValueError(f"self-supervised training needs images (n, H, W[, C]), got shape {tuple(batch.shape)}")
+    return batch
 
 
 class SelfSupervised:

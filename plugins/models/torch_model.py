@@ -92,7 +92,7 @@ class TorchClassifier:
     def fit(self, X: Array, y: Array, warm_from: TorchClassifier | None = None) -> TorchClassifier:
         """Train on images (n, H, W[, C]) or embedding rows (n, d) with class indices ``y``; ``warm_from``: the
         previous round's fitted model, used only with ``warm_start`` (see the constructor)."""
-        inputs = _as_tensor(X)
+        inputs = as_tensor(X)
         if inputs.ndim == 2 and self.augment_shift:
             raise ValueError(f"augment_shift={self.augment_shift} moves images by pixels, but the inputs are "
                              f"(n, d) rows {tuple(inputs.shape)}: set augment_shift to 0")
@@ -190,7 +190,7 @@ class TorchClassifier:
 
     def _chunks(self, X: Array) -> Iterator[torch.Tensor]:
         for start in range(0, len(X), self.predict_batch_size):
-            yield _as_tensor(X[start : start + self.predict_batch_size])
+            yield as_tensor(X[start : start + self.predict_batch_size])
 
 
 def _shifted(images: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -221,7 +221,7 @@ def _mismatch(module: nn.Module, previous: object, n_classes: int) -> str | None
     return None
 
 
-def _as_tensor(X: Array) -> torch.Tensor:
+def as_tensor(X: Array) -> torch.Tensor:
     """(n, d) rows stay (n, d); (n, H, W) -> (n, 1, H, W); (n, H, W, C) -> (n, C, H, W); float32."""
     array = np.asarray(X, dtype=np.float32)
     if array.ndim == 2:
