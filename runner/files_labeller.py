@@ -46,11 +46,11 @@ import numpy as np
 
 from plugins.files import atomic_write_text
 from plugins.sources.dataset import Dataset
-from runner import __version__, artifacts, html_report, stages
+from runner import artifacts, html_report, stages
 from runner.errors import ConfigError
 from runner.labellers import Session, source_tags
-from runner.platform_labeller import align, check_project_dir
-from runner.rundir import ConfigRecord, write_resolved_config
+from runner.platform_labeller import check_project_dir, claim_project
+from runner.rundir import ConfigRecord
 from runner.store import GLOBAL_ROUND, Store, read_meta
 
 log = logging.getLogger("runner")
@@ -280,19 +280,7 @@ class FilesLabeller:
                               "(a new hydra.run.dir)")
 
     def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
-        aligned = align(data, store.item_ids(), run_dir)
-        known = store.get_meta("class_names")
-        if known is not None and json.loads(known) != list(aligned.class_names):
-            raise ConfigError(f"the classes of project '{self.project_name}' changed since {run_dir} began (then: "
-                              f"{', '.join(json.loads(known))}; now: {', '.join(aligned.class_names)})")
-        if store.get_meta("platform_identity") is None:
-            with store.transaction() as tx:
-                tx.set_meta("platform_identity", self.identity)
-                tx.set_meta("config_sha256", self.record.sha256)
-                tx.set_meta("runner_version", __version__)
-                tx.set_meta("class_names", json.dumps(list(aligned.class_names)))
-                tx.set_meta("n_classes", str(aligned.n_classes))
-        write_resolved_config(run_dir, self.record)
+        aligned = claim_project(store, run_dir, data, self.identity, self.record, self.project_name)
         artifacts.write_skipped_files(run_dir, data.skipped)
         held = np.full(len(aligned.item_ids), -1, dtype=np.int64)
         for idx, row in open_items(store).items():

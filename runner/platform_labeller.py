@@ -140,19 +140,7 @@ class PlatformLabeller:
         check_project_dir(self.identity, run_dir)
 
     def claim(self, store: Store, run_dir: Path, data: Dataset) -> Dataset:
-        aligned = align(data, store.item_ids(), run_dir)
-        known = store.get_meta("class_names")
-        if known is not None and json.loads(known) != list(aligned.class_names):
-            raise ConfigError(f"the classes of project '{self.project_name}' changed since {run_dir} began")
-        if store.get_meta("platform_identity") is None:
-            with store.transaction() as tx:
-                tx.set_meta("platform_identity", self.identity)
-                tx.set_meta("config_sha256", self.record.sha256)
-                tx.set_meta("runner_version", __version__)
-                tx.set_meta("class_names", json.dumps(list(aligned.class_names)))
-                tx.set_meta("n_classes", str(aligned.n_classes))
-        write_resolved_config(run_dir, self.record)
-        return aligned
+        return claim_project(store, run_dir, data, self.identity, self.record, self.project_name)
 
     def start(self, session: Session) -> int:
         """Pull; the open round, planned again from scratch when labels arrived before its plan was applied."""
@@ -289,6 +277,27 @@ def current_round(store: Store) -> int:
     while store.is_done(round_, "act"):
         round_ += 1
     return round_
+
+
+def claim_project(store: Store, run_dir: Path, data: Dataset, identity: str, record: ConfigRecord,
+                  project_name: str) -> Dataset:
+    """A project directory's claim, where each invocation is one round of a project whose items can grow: the
+    data in the store's order (new items last), its classes unchanged since the directory began, and on the first
+    invocation the project's identity, config and classes recorded."""
+    aligned = align(data, store.item_ids(), run_dir)
+    known = store.get_meta("class_names")
+    if known is not None and json.loads(known) != list(aligned.class_names):
+        raise ConfigError(f"the classes of project '{project_name}' changed since {run_dir} began (then: "
+                          f"{', '.join(json.loads(known))}; now: {', '.join(aligned.class_names)})")
+    if store.get_meta("platform_identity") is None:
+        with store.transaction() as tx:
+            tx.set_meta("platform_identity", identity)
+            tx.set_meta("config_sha256", record.sha256)
+            tx.set_meta("runner_version", __version__)
+            tx.set_meta("class_names", json.dumps(list(aligned.class_names)))
+            tx.set_meta("n_classes", str(aligned.n_classes))
+    write_resolved_config(run_dir, record)
+    return aligned
 
 
 def align(data: Dataset, stored_ids: list[str], run_dir: Path) -> Dataset:
