@@ -71,8 +71,11 @@ def test_ctrl_c_names_the_command_that_resumes_and_the_resumed_run_is_the_uninte
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     # Run from elsewhere, so that the directory Hydra picks is under tmp_path (the runner found by PYTHONPATH).
     env.update(PYTHONHASHSEED="0", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    # A shell that starts the tests in the background leaves SIGINT ignored, and Python keeps an ignored SIGINT
+    # ignored: the child gets the default disposition back, as a terminal's Ctrl-C would find it.
     process = subprocess.Popen([sys.executable, "-m", "runner", *overrides], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert process.stdout is not None
         for line in process.stdout:
