@@ -49,7 +49,7 @@ from plugins.sources.dataset import Dataset
 from runner import artifacts, html_report, stages
 from runner.errors import ConfigError
 from runner.labellers import Session, source_tags
-from runner.platform_labeller import check_project_dir, claim_project
+from runner.platform_labeller import check_project_dir, claim_project, project_round_figures
 from runner.rundir import ConfigRecord
 from runner.store import GLOBAL_ROUND, Store, read_meta
 
@@ -334,11 +334,7 @@ class FilesLabeller:
 
     # --- a round ------------------------------------------------------------------------------------------
     def round_figures(self, session: Session, round_: int) -> dict[str, Any]:
-        labels = np.asarray(session.data.labels)
-        return {
-            "n_test_labeled": int((labels[session.store.split_indices("test")] >= 0).sum()),
-            "n_candidates": int(len(session.screened(round_)[0])),
-        }
+        return project_round_figures(session, round_)
 
     def label(self, session: Session, round_: int) -> str | None:
         """Record the round's batch (once), write its files, and end the invocation: the round waits for answers."""

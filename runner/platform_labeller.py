@@ -158,11 +158,7 @@ class PlatformLabeller:
 
     # --- a round ------------------------------------------------------------------------------------------
     def round_figures(self, session: Session, round_: int) -> dict[str, Any]:
-        labels = np.asarray(session.data.labels)
-        return {
-            "n_test_labeled": int((labels[session.store.split_indices("test")] >= 0).sum()),
-            "n_candidates": int(len(session.screened(round_)[0])),
-        }
+        return project_round_figures(session, round_)
 
     def label(self, session: Session, round_: int) -> str | None:
         """Plan the round (once), show the plan, and apply it when asked to; why the invocation ends here."""
@@ -277,6 +273,16 @@ def current_round(store: Store) -> int:
     while store.is_done(round_, "act"):
         round_ += 1
     return round_
+
+
+def project_round_figures(session: Session, round_: int) -> dict[str, Any]:
+    """What a round of a project labelled by people records beside its accuracy: the labelled test items it was
+    measured on, and the candidates left after the filters."""
+    labels = np.asarray(session.data.labels)
+    return {
+        "n_test_labeled": int((labels[session.store.split_indices("test")] >= 0).sum()),
+        "n_candidates": int(len(session.screened(round_)[0])),
+    }
 
 
 def claim_project(store: Store, run_dir: Path, data: Dataset, identity: str, record: ConfigRecord,
